@@ -1,0 +1,486 @@
+"""The data pipeline: solve -> render -> paraphrase -> validate -> write.
+
+Work is cut into chunks of ``shard_size`` item indices per split. Item ``idx`` of a split
+is a pure function of the config and ``idx`` (its randomness is seeded from
+``"{task}/{split}/{seed}/{idx}"``), so a chunk can be made by any process on any machine,
+in any order, with any number of workers, and come out byte-identical.
+
+1. **Chunks** go to ``OUT/.work/<split>/chunk-NNNNN.jsonl``, each written to a temporary
+   file and renamed when complete: an interrupted run resumes from the chunks it has.
+   ``shard=i num_shards=k`` makes every k-th chunk, for runs on several processes or
+   machines sharing OUT.
+2. **Finalise**, once every planned chunk exists: read the chunks in index order, drop the
+   rejected items and the repeats of an earlier puzzle, and write the first ``n`` records
+   of each split to ``OUT/<split>/shard-NNNNN.jsonl``; make more chunks if repeats left a
+   split short. Then ``manifest.json`` (written last: its presence means the dataset is
+   complete) and the ``README.md`` dataset card.
+
+Memory stays flat in ``n`` except for the set of 8-byte puzzle hashes used to find repeats
+(8 MB per million records) and the per-record lengths kept for percentiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from tqdm import tqdm
+
+from generate import paraphrase, validate
+from generate.splits import HELDOUT_SPLIT, item_rng, split_of
+from solvers import TASKS
+from solvers.config import ConfigError, build, check_choice, check_int_range
+from solvers.trace import STYLES, render, stats
+
+SPLITS = ("train", "val", "test")
+MAX_DRAWS = 10_000  # puzzles drawn for one item before it is given up as "no_puzzle"
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("backspace")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+# ----------------------------------------------------------------------------- settings
+
+@dataclass
+class Settings:
+    """The generate config, checked. Built from the Hydra config by ``settings``."""
+    task: str
+    task_config: Any
+    style: str = "backspace"
+    paraphraser: str = "template"
+    seed: int = 0
+    sizes: dict = field(default_factory=dict)  # split -> records wanted
+    out: Path = Path("data/generated/out")
+    problems: Optional[Path] = None
+    problems_split: str = "train"
+    max_chars: int = 2048
+    split_weights: dict = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    workers: int = 1
+    shard: int = 0
+    num_shards: int = 1
+    shard_size: int = 10_000
+    progress: bool = True
+
+    @property
+    def module(self):
+        return TASKS[self.task]
+
+    def fingerprint(self) -> dict:
+        """What the records depend on. A run resumes only into an OUT made with the same."""
+        return {
+            "version": package_version(),
+            "task": self.task,
+            "task_config": dataclasses.asdict(self.task_config),
+            "style": self.style,
+            "paraphraser": self.paraphraser,
+            "seed": self.seed,
+            "sizes": self.sizes,
+            "problems": _file_digest(self.problems) if self.problems else None,
+            "problems_split": self.problems_split if self.problems else None,
+            "max_chars": self.max_chars,
+            "split_weights": self.split_weights,
+            "shard_size": self.shard_size,
+        }
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def settings(cfg: dict) -> Settings:
+    """Check a resolved generate config; raise ConfigError naming the first bad key."""
+    task_cfg = dict(cfg.get("task") or {})
+    name = task_cfg.pop("name", None)
+    check_choice("task", name, TASKS)
+    task_config = build(TASKS[name].Config, task_cfg, "task")
+    check_choice("style", cfg.get("style"), STYLES)
+    para = (cfg.get("paraphraser") or {}).get("name")
+    check_choice("paraphraser", para, paraphrase.PARAPHRASERS)
+    for key in ("n", "n_val", "n_test", "n_test_unseen"):
+        check_int_range(key, cfg.get(key), 0)
+    check_int_range("seed", cfg.get("seed"), 0)
+    check_int_range("max_chars", cfg.get("max_chars"), 1)
+    check_int_range("shard_size", cfg.get("shard_size"), 1)
+    check_int_range("num_shards", cfg.get("num_shards"), 1)
+    check_int_range("shard", cfg.get("shard"), 0, cfg["num_shards"] - 1)
+    workers = cfg.get("workers")
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    check_int_range("workers", workers, 1)
+    out = cfg.get("out")
+    if not out or not isinstance(out, str):
+        raise ConfigError("out", "must be the path of the output directory")
+    weights = dict(cfg.get("split_weights") or {})
+    for split, w in weights.items():
+        check_choice("split_weights", split, SPLITS)
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
+            raise ConfigError(f"split_weights.{split}", f"must be a number >= 0, got {w!r}")
+
+    problems = cfg.get("problems")
+    if problems is not None:
+        problems = Path(problems)
+        if not problems.is_file():
+            raise ConfigError("problems", f"no such file: {problems}")
+        check_choice("problems_split", cfg.get("problems_split"), SPLITS + (HELDOUT_SPLIT,))
+        sizes = {}
+    else:
+        sizes = {"train": cfg["n"], "val": cfg["n_val"], "test": cfg["n_test"]}
+        if getattr(task_config, "holdout_targets", None):
+            sizes[HELDOUT_SPLIT] = cfg["n_test_unseen"]
+        sizes = {s: k for s, k in sizes.items() if k > 0}
+        for split in sizes:
+            if split != HELDOUT_SPLIT and weights.get(split, 0) <= 0:
+                key = {"train": "n", "val": "n_val", "test": "n_test"}[split]
+                raise ConfigError(f"split_weights.{split}",
+                                  f"must be > 0 when {key} > 0 (it is the {split} split's share of puzzle space)")
+    return Settings(
+        task=name, task_config=task_config, style=cfg["style"], paraphraser=para,
+        seed=cfg["seed"], sizes=sizes, out=Path(out), problems=problems,
+        problems_split=cfg.get("problems_split", "train"), max_chars=cfg["max_chars"],
+        split_weights=weights, workers=workers, shard=cfg["shard"],
+        num_shards=cfg["num_shards"], shard_size=cfg["shard_size"],
+        progress=bool(cfg.get("progress", True)),
+    )
+
+
+def read_problems(path: Path, task) -> list[dict]:
+    """Every puzzle of a problems file (one JSON object per line; blank lines skipped),
+    checked before anything is written. A bad line is an error naming its number."""
+    puzzles = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                puzzles.append(task.parse_puzzle(json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise ConfigError("problems", f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            except ValueError as e:
+                raise ConfigError("problems", f"{path}:{lineno}: {e}") from None
+    if not puzzles:
+        raise ConfigError("problems", f"{path}: holds no puzzles")
+    return puzzles
+
+
+# ----------------------------------------------------------------------------- items
+
+class Items:
+    """Makes item ``idx`` of a split: everything a worker process needs."""
+
+    def __init__(self, s: Settings, problems: Optional[list[dict]] = None) -> None:
+        self.s = s
+        self.task = s.module
+        self.problems = problems
+
+    def content_split(self, puzzle: dict) -> str:
+        if self.task.is_heldout(puzzle, self.s.task_config):
+            return HELDOUT_SPLIT
+        return split_of(self.task.puzzle_key(puzzle), self.s.split_weights)
+
+    def draw(self, split: str, idx: int) -> tuple[Optional[dict], Optional[list], str]:
+        """(puzzle, events, reason): a puzzle of this split the solver solved."""
+        s, task = self.s, self.task
+        rng = item_rng(s.task, split, s.seed, idx)
+        if self.problems is not None:
+            puzzle = self.problems[idx]
+            return puzzle, task.solve(puzzle, s.task_config, rng), "unsolved"
+        for _ in range(MAX_DRAWS):
+            puzzle = task.sample(s.task_config, rng)
+            if self.content_split(puzzle) != split:
+                continue
+            events = task.solve(puzzle, s.task_config, rng)
+            if events is not None:
+                return puzzle, events, ""
+        return None, None, "no_puzzle"
+
+    def __call__(self, split: str, idx: int) -> str:
+        """One chunk line: ``meta<TAB>record``, both JSON (a rejection has no record)."""
+        s, task = self.s, self.task
+        puzzle, events, reason = self.draw(split, idx)
+        if events is None:
+            return json.dumps({"reject": reason}) + "\t"
+        words = paraphrase.words(task, events, s.paraphraser, item_rng(s.task, split, s.seed, idx, "/words"))
+        text = render(events, words, s.style)
+        answer = events[-1].value
+        record = {
+            "Question": task.question(puzzle),
+            "Answer": answer,
+            "Reasoning": text,
+            "id": f"{s.task}/{split}/{s.seed}/{idx}",
+            "task": s.task,
+            "split": split,
+            "style": s.style,
+            "source": "synthetic",
+            "puzzle": puzzle,
+            "stats": stats(events, text),
+        }
+        leak_check = None if self.problems is not None else self.content_split
+        reason = validate.check(record, task, s.max_chars, leak_check)
+        meta = {"reject": reason, "key": task.puzzle_key(puzzle), "stats": record["stats"]}
+        return json.dumps(meta) + "\t" + json.dumps(record, ensure_ascii=False)
+
+
+_ITEMS: Optional[Items] = None
+
+
+def _init_worker(items: Items) -> None:
+    global _ITEMS
+    _ITEMS = items
+
+
+def _work(split: str, idx: int) -> str:
+    return _ITEMS(split, idx)
+
+
+# ----------------------------------------------------------------------------- files
+
+def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
+    """Write lines to ``path`` through a temporary file renamed into place: the file
+    exists only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+            count += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_lines(path, iter([text.rstrip("\n")]))
+
+
+def chunk_path(out: Path, split: str, start: int, stop: int) -> Path:
+    return out / ".work" / split / f"chunk-{start:09d}-{stop:09d}.jsonl"
+
+
+def shard_path(out: Path, split: str, shard: int) -> Path:
+    return out / split / f"shard-{shard:05d}.jsonl"
+
+
+# ----------------------------------------------------------------------------- running
+
+class Generator:
+    def __init__(self, s: Settings, on_chunk: Optional[Callable[[str, int], None]] = None) -> None:
+        self.s = s
+        self.on_chunk = on_chunk  # called after each chunk is written (tests interrupt here)
+        self.problems = read_problems(s.problems, s.module) if s.problems else None
+        if self.problems is not None:
+            self.sizes = {s.problems_split: len(self.problems)}
+        else:
+            self.sizes = dict(s.sizes)
+        self.items = Items(s, self.problems)
+        self.timing = {"generate_s": 0.0, "finalize_s": 0.0, "items": 0}
+
+    # Planned chunks: enough item indices for every split's size if nothing were
+    # rejected. A chunk is a range of indices [start, stop), at most shard_size long.
+    def plan(self) -> list[tuple[str, int, int]]:
+        return [(split, start, min(start + self.s.shard_size, size))
+                for split, size in self.sizes.items()
+                for start in range(0, size, self.s.shard_size)]
+
+    def make_chunks(self, chunks: list[tuple[str, int]]) -> None:
+        todo = [ch for ch in chunks if not chunk_path(self.s.out, *ch).exists()]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        total = sum(stop - start for _, start, stop in todo)
+        bar = tqdm(total=total, unit="item", desc="generate", disable=not self.s.progress,
+                   mininterval=1.0, smoothing=0.1)
+        pool = None
+        if self.s.workers > 1:
+            pool = multiprocessing.get_context("fork").Pool(
+                self.s.workers, initializer=_init_worker, initargs=(self.items,))
+        try:
+            for split, start, stop in todo:
+                indices = range(start, stop)
+                if pool is None:
+                    lines = (self.items(split, i) for i in indices)
+                else:
+                    lines = pool.imap(partial(_work, split), indices, chunksize=64)
+                atomic_write_lines(chunk_path(self.s.out, split, start, stop), _counting(lines, bar))
+                self.timing["items"] += len(indices)
+                if self.on_chunk is not None:
+                    self.on_chunk(split, start)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        self.timing["generate_s"] += time.perf_counter() - t0
+
+    def run(self) -> Path:
+        s = self.s
+        manifest = s.out / "manifest.json"
+        fingerprint = s.fingerprint()
+        if manifest.exists():
+            _same_config_or_error(json.loads(manifest.read_text())["fingerprint"], fingerprint, s.out)
+            return s.out
+        work = s.out / ".work"
+        work.mkdir(parents=True, exist_ok=True)
+        with open(work / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fp_file = work / "fingerprint.json"
+            if fp_file.exists():
+                _same_config_or_error(json.loads(fp_file.read_text()), fingerprint, s.out)
+            else:
+                atomic_write_text(fp_file, json.dumps(fingerprint, indent=1))
+        plan = self.plan()
+        mine = [ch for k, ch in enumerate(plan) if k % s.num_shards == s.shard]
+        self.make_chunks(mine)
+        with open(work / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if manifest.exists():  # another shard's process finished it meanwhile
+                return s.out
+            missing = [ch for ch in plan if not chunk_path(s.out, *ch).exists()]
+            if missing:
+                print(f"shard {s.shard}/{s.num_shards}: my chunks are done; {len(missing)} chunk(s) "
+                      f"of other shards are missing, so {s.out} is not finalised yet. The run "
+                      f"that makes the last chunk finalises it.")
+                return s.out
+            self.finalize()
+        shutil.rmtree(work, ignore_errors=True)
+        return s.out
+
+    def finalize(self) -> None:
+        s = self.s
+        t0 = time.perf_counter()
+        report = {}
+        for split, size in self.sizes.items():
+            if (s.out / split).exists():
+                shutil.rmtree(s.out / split)  # left by an interrupted finalise
+            report[split] = self.finalize_split(split, size)
+        self.timing["finalize_s"] += time.perf_counter() - t0
+        from generate.write import dataset_card, manifest_dict
+        man = manifest_dict(s, report, self.sizes)
+        atomic_write_text(s.out / "README.md", dataset_card(man, s.out))
+        atomic_write_text(s.out / "manifest.json", json.dumps(man, indent=2, ensure_ascii=False))
+
+    def finalize_split(self, split: str, size: int) -> dict:
+        s = self.s
+        seen: set[int] = set()
+        rejections: dict[str, int] = {}
+        acc = _StatsAccumulator()
+        shards: list[str] = []
+        buffer: list[str] = []
+        items_used = 0
+
+        def flush() -> None:
+            path = shard_path(s.out, split, len(shards))
+            atomic_write_lines(path, iter(buffer))
+            shards.append(str(path.relative_to(s.out)))
+            buffer.clear()
+
+        planned = {start: stop for sp, start, stop in self.plan() if sp == split}
+        start = 0
+        while acc.count < size:
+            if start in planned:
+                stop, topup = planned[start], False
+            elif self.problems is not None:
+                break  # every given puzzle is used
+            else:  # top-up for rejected and repeated items: the shortfall and a quarter more
+                stop, topup = start + min(s.shard_size, max(64, (size - acc.count) * 5 // 4)), True
+            path = chunk_path(s.out, split, start, stop)
+            self.make_chunks([(split, start, stop)])
+            before = acc.count
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if acc.count >= size:
+                        break
+                    items_used += 1
+                    meta_text, record = line.rstrip("\n").split("\t", 1)
+                    meta = json.loads(meta_text)
+                    if meta["reject"]:
+                        rejections[meta["reject"]] = rejections.get(meta["reject"], 0) + 1
+                        continue
+                    h = int.from_bytes(hashlib.blake2b(meta["key"].encode(), digest_size=8).digest(), "big")
+                    if h in seen:
+                        rejections["duplicate"] = rejections.get("duplicate", 0) + 1
+                        continue
+                    seen.add(h)
+                    acc.add(meta["stats"])
+                    buffer.append(record)
+                    if len(buffer) == s.shard_size:
+                        flush()
+            if topup and acc.count == before:
+                raise ConfigError(
+                    f"n ({split})", f"the {split} split ran out of distinct puzzles after {acc.count} "
+                    f"records and {items_used} items; ask for fewer records or widen the task's ranges")
+            start = stop
+        if buffer or not shards:
+            flush()
+        return {"records": acc.count, "items_used": items_used, "shards": shards,
+                "rejections": dict(sorted(rejections.items())), "stats": acc.summary()}
+
+
+def _counting(lines, bar):
+    for line in lines:
+        bar.update(1)
+        yield line
+
+
+def _same_config_or_error(old: dict, new: dict, out: Path) -> None:
+    if old != new:
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ConfigError("out", f"{out} holds a dataset made with a different config "
+                          f"(differs in: {', '.join(differ)}); choose another out or delete it")
+
+
+class _StatsAccumulator:
+    def __init__(self) -> None:
+        self.count = 0
+        self.chars: list[int] = []
+        self.with_backspaces = 0
+        self.sums = {"backspaces": 0, "steps": 0, "abandoned_steps": 0}
+
+    def add(self, st: dict) -> None:
+        self.count += 1
+        self.chars.append(st["characters"])
+        self.with_backspaces += st["abandoned_steps"] > 0
+        for k in self.sums:
+            self.sums[k] += st[k]
+
+    def summary(self) -> dict:
+        if not self.count:
+            return {}
+        chars = sorted(self.chars)
+        return {
+            "characters_mean": round(statistics.fmean(chars), 1),
+            "characters_p50": chars[len(chars) // 2],
+            "characters_p95": chars[min(len(chars) - 1, int(0.95 * len(chars)))],
+            "characters_max": chars[-1],
+            "with_abandoned_steps": round(self.with_backspaces / self.count, 4),
+            **{f"{k}_mean": round(v / self.count, 2) for k, v in self.sums.items()},
+        }
+
+
+def run(cfg: dict, on_chunk: Optional[Callable[[str, int], None]] = None) -> tuple[Path, Generator]:
+    """Generate the dataset a resolved config describes; return its directory."""
+    gen = Generator(settings(cfg), on_chunk)
+    return gen.run(), gen

@@ -1,0 +1,43 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate_cfg(out, **overrides) -> dict:
+    """The generate config as Hydra would resolve it, small, for calling the pipeline."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("generate", overrides=[f"out={out}", "progress=false", "workers=1"])
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg.pop("hydra", None)
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return cfg
+
+
+@pytest.fixture
+def gen_cfg():
+    return generate_cfg
+
+
+def run_cli(*args, cwd=None):
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "generate", *args], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
