@@ -1,0 +1,107 @@
+"""The training data: a generated dataset on disk, read into prompt/completion rows.
+
+``data.path=DIR`` reads a dataset ``python -m generate`` wrote. Without it, the dataset the
+``data`` config describes is generated once into ``data.cache_dir/<hash of its config>``
+and reused by every later run with the same data config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from solvers import TASKS
+from solvers.config import ConfigError
+from solvers.trace import MalformedTrace, erased_mask
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def prompt_of(question: str) -> str:
+    """What the model is given: the question and a newline; the Reasoning follows."""
+    return question + "\n"
+
+
+def generate_config(data: dict) -> dict:
+    """The ``python -m generate`` config that makes the dataset ``data`` describes."""
+    from omegaconf import OmegaConf
+
+    task_file = CONF_DIR / "task" / f"{data['task']}.yaml"
+    if data["task"] not in TASKS or not task_file.exists():
+        raise ConfigError("data.task", f"must be one of {', '.join(TASKS)}; got {data['task']!r}")
+    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "generate.yaml"))
+    for key in ("defaults", "hydra"):
+        base.pop(key, None)
+    task = OmegaConf.to_container(OmegaConf.load(task_file))
+    task.update(data.get("task_options") or {})
+    base.update(task=task, paraphraser={"name": data["paraphraser"]}, style=data["style"],
+                n=data["n"], n_val=data["n_val"], n_test=data["n_test"], seed=data["seed"],
+                max_chars=data["max_chars"], progress=True, workers=None)
+    base["n_test_unseen"] = data.get("n_test_unseen", 0)
+    digest = hashlib.sha256(json.dumps({k: v for k, v in base.items() if k not in ("out", "workers", "progress")},
+                                       sort_keys=True).encode()).hexdigest()[:16]
+    base["out"] = str(Path(data["cache_dir"]) / f"{data['task']}-{data['style']}-{digest}")
+    return base
+
+
+def dataset_dir(data: dict) -> Path:
+    """The dataset directory, generating it first when needed."""
+    if data.get("path"):
+        path = Path(data["path"])
+        if not path.is_dir():
+            raise ConfigError("data.path", f"no such directory: {path}")
+        if not any(path.glob("*/shard-*.jsonl")):
+            raise ConfigError("data.path", f"{path} holds no records (expected {path}/<split>/shard-*.jsonl)")
+        return path
+    from generate import pipeline
+    out, _ = pipeline.run(generate_config(data))
+    return out
+
+
+def read_split(path: Path, split: str) -> list[dict]:
+    records = []
+    for shard in sorted((path / split).glob("shard-*.jsonl")):
+        with open(shard, encoding="utf-8") as f:
+            records.extend(json.loads(line) for line in f)
+    return records
+
+
+def task_of(record: dict):
+    name = record.get("task")
+    if name not in TASKS:
+        raise ConfigError("data", f"record {record.get('id')} has unknown task {name!r}")
+    return TASKS[name]
+
+
+def sft_example(record: dict, tokenizer, mask_erased: bool) -> dict:
+    """Token ids of prompt + completion + EOS, and the mask of the tokens that count in the
+    loss: the completion, less (with ``mask_erased``) every token whose characters are all
+    erased later. The backspaces themselves always count: the model must learn to type them.
+
+    Works with any fast tokenizer, through its character offsets.
+    """
+    prompt = prompt_of(record["Question"])
+    completion = record["Reasoning"]
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    enc = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
+    c_ids = enc["input_ids"]
+    keep = [1] * len(c_ids)
+    if mask_erased:
+        try:
+            erased = erased_mask(completion)
+        except MalformedTrace as e:
+            raise ConfigError("data", f"record {record.get('id')}: {e}") from None
+        for i, (start, end) in enumerate(enc["offset_mapping"]):
+            if end > start and all(erased[start:end]):
+                keep[i] = 0
+    return {
+        "input_ids": p_ids + c_ids + [tokenizer.eos_token_id],
+        "completion_mask": [0] * len(p_ids) + keep + [1],
+    }
+
+
+def puzzle_column(record: dict) -> str:
+    # One JSON string per row: puzzles of different tasks have different shapes, and
+    # an Arrow column needs one.
+    return json.dumps(record["puzzle"])

@@ -1,0 +1,114 @@
+"""Evaluation on held-out puzzles: greedy accuracy, pass@k, and how the model writes.
+
+Every generated completion goes to ``RUN/samples.jsonl`` with its puzzle, the raw text
+(backspaces included), the collapsed text, the parsed answer and the verdict, so that
+anyone can re-judge the figures in ``RUN/metrics.json`` (``python -m train.rejudge RUN``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
+from train.data import prompt_of
+from train.rewards import judge
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator (Chen et al., 2021): the chance that at least one of k
+    samples drawn without replacement from n, of which c are correct, is correct.
+
+    >>> pass_at_k(4, 1, 1), pass_at_k(4, 1, 2), pass_at_k(4, 0, 2), pass_at_k(4, 3, 2)
+    (0.25, 0.5, 0.0, 1.0)
+    """
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int, do_sample: bool,
+             temperature: float, max_new_tokens: int, batch_size: int) -> list[list[tuple[str, int]]]:
+    """For each prompt, ``num_return_sequences`` (completion text, completion tokens)."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    model.eval()
+    out: list[list[tuple[str, int]]] = []
+    per_batch = max(1, batch_size // num_return_sequences)
+    for start in range(0, len(prompts), per_batch):
+        batch = prompts[start:start + per_batch]
+        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 temperature=temperature if do_sample else None, top_p=None, top_k=None,
+                                 num_return_sequences=num_return_sequences,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        new = gen[:, enc["input_ids"].shape[1]:]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        ends = (new == tokenizer.eos_token_id) | (new == tokenizer.pad_token_id)
+        lengths = [int(row.nonzero()[0]) + 1 if row.any() else new.shape[1] for row in ends]
+        for i in range(len(batch)):
+            rows = range(i * num_return_sequences, (i + 1) * num_return_sequences)
+            out.append([(texts[j], lengths[j]) for j in rows])
+    return out
+
+
+def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> dict:
+    records = records[: e["n_problems"]] if e.get("n_problems") else records
+    prompts = [prompt_of(r["Question"]) for r in records]
+    gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"])
+    t0 = time.perf_counter()
+    greedy = generate(model, tokenizer, prompts, num_return_sequences=1, do_sample=False, temperature=1.0, **gen)
+    sampled = [[] for _ in records]
+    if e["num_samples"]:
+        sampled = generate(model, tokenizer, prompts, num_return_sequences=e["num_samples"], do_sample=True,
+                           temperature=e["temperature"], **gen)
+    elapsed = time.perf_counter() - t0
+
+    samples, greedy_rows, correct_counts = [], [], []
+    for record, g, ss in zip(records, greedy, sampled):
+        for mode, outputs in (("greedy", g), ("sample", ss)):
+            c = 0
+            for i, (text, n_tokens) in enumerate(outputs):
+                verdict = judge(text, record["puzzle"], record["task"])
+                row = {"id": record["id"], "task": record["task"], "puzzle": record["puzzle"], "mode": mode,
+                       "sample": i, "completion": text, "collapsed": verdict["collapsed"],
+                       "answer": verdict["answer"], "correct": verdict["correct"],
+                       "malformed": verdict["malformed"], "tokens": n_tokens}
+                samples.append(row)
+                c += row["correct"]
+                if mode == "greedy":
+                    greedy_rows.append(row)
+            if mode == "sample":
+                correct_counts.append(c)
+
+    n = len(greedy_rows)
+    metrics = {
+        "accuracy": sum(r["correct"] for r in greedy_rows) / n,
+        "n_problems": n,
+        "split": e["split"],
+        "mean_completion_tokens": sum(r["tokens"] for r in greedy_rows) / n,
+        "backspace_use": sum(BACKSPACE in r["completion"] or BACKTRACK_TOKEN in r["completion"]
+                             for r in greedy_rows) / n,
+        "malformed_rate": sum(r["malformed"] for r in greedy_rows) / n,
+        "no_answer_rate": sum(r["answer"] is None for r in greedy_rows) / n,
+        "num_samples": e["num_samples"],
+        "eval_seconds": round(elapsed, 1),
+    }
+    if e["num_samples"]:
+        sample_rows = [r for r in samples if r["mode"] == "sample"]
+        metrics["sample_accuracy"] = sum(r["correct"] for r in sample_rows) / len(sample_rows)
+        metrics["mean_completion_tokens_sampled"] = sum(r["tokens"] for r in sample_rows) / len(sample_rows)
+        for k in e["k"]:
+            if k <= e["num_samples"]:
+                metrics[f"pass@{k}"] = float(np.mean([pass_at_k(e["num_samples"], c, k) for c in correct_counts]))
+    with open(run_dir / "samples.jsonl", "w", encoding="utf-8") as f:
+        for row in samples:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return metrics

@@ -1,0 +1,36 @@
+"""GRPO with TRL's GRPOTrainer and verifiable rewards (DeepSeek-R1's recipe after SFT)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from train.data import prompt_of, puzzle_column
+from train.rewards import REWARDS
+from train.sft import WallClockLimit
+
+
+def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path, peft_config=None):
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    g = cfg["grpo"]
+    if g.get("n_prompts"):
+        records = records[: g["n_prompts"]]
+    ds = Dataset.from_list([{"prompt": prompt_of(r["Question"]), "puzzle": puzzle_column(r), "task": r["task"]}
+                            for r in records])
+    callbacks = [WallClockLimit(g["max_minutes"])] if g.get("max_minutes") else []
+    trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in g["rewards"]], args=args,
+                          train_dataset=ds, processing_class=tokenizer, peft_config=peft_config,
+                          callbacks=callbacks)
+    t0 = time.perf_counter()
+    trainer.train()
+    elapsed = time.perf_counter() - t0
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    completions = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    rewards = [h for h in trainer.state.log_history if "reward" in h]
+    return trainer.model, {"grpo_seconds": round(elapsed, 1), "grpo_steps": trainer.state.global_step,
+                           "grpo_completions_per_second": round(completions / elapsed, 2),
+                           "grpo_reward_first": rewards[0]["reward"] if rewards else None,
+                           "grpo_reward_last": rewards[-1]["reward"] if rewards else None}

@@ -1,0 +1,61 @@
+"""TRL configs from the ``sft`` and ``grpo`` config groups.
+
+A group's keys are TRL config fields, except the project's own few (listed in
+``PROJECT_KEYS``), and the ``hardware`` group's keys are merged into both. An unknown key is
+an error that names it, before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from solvers.config import ConfigError
+
+PROJECT_KEYS = {
+    "sft": ("enabled", "mask_erased", "max_minutes"),
+    "grpo": ("enabled", "rewards", "max_minutes", "n_prompts"),
+}
+
+
+def _trl_args(cfg: dict, stage: str, out_dir: Path, cls) -> dict:
+    group = cfg[stage]
+    args = {k: v for k, v in group.items() if k not in PROJECT_KEYS[stage]}
+    args.update(cfg["hardware"])
+    args.update(output_dir=str(out_dir), seed=cfg["seed"])
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in args:
+        if key not in known:
+            origin = "hardware" if key in cfg["hardware"] else stage
+            raise ConfigError(f"{origin}.{key}", f"not a field of TRL's {cls.__name__}")
+    return args
+
+
+def sft_config(cfg: dict, out_dir: Path):
+    from trl import SFTConfig
+
+    args = _trl_args(cfg, "sft", out_dir, SFTConfig)
+    args["completion_only_loss"] = True  # the prompt never counts in the loss
+    return SFTConfig(**args)
+
+
+def grpo_config(cfg: dict, out_dir: Path):
+    from trl import GRPOConfig
+
+    from train.rewards import REWARDS
+
+    g = cfg["grpo"]
+    for name in g["rewards"]:
+        if name not in REWARDS:
+            raise ConfigError("grpo.rewards", f"unknown reward {name!r}; known: {', '.join(REWARDS)}")
+    weights = g.get("reward_weights")
+    if weights is not None and len(weights) != len(g["rewards"]):
+        raise ConfigError("grpo.reward_weights", f"{len(weights)} weights for {len(g['rewards'])} rewards")
+    batch = g["per_device_train_batch_size"] * g.get("gradient_accumulation_steps", 1)
+    if batch % g["num_generations"]:
+        raise ConfigError(
+            "grpo.per_device_train_batch_size",
+            f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be divisible by "
+            f"grpo.num_generations ({g['num_generations']}): it counts completions, num_generations per prompt")
+    args = _trl_args(cfg, "grpo", out_dir, GRPOConfig)
+    return GRPOConfig(**args)
