@@ -1,0 +1,89 @@
+"""python -m train.rejudge RUN: re-judge a run's samples.jsonl and compare with its metrics.
+
+It trusts nothing the run wrote but the raw completions and the puzzles: it applies the
+backspaces again, reads the last ``Answer:`` line again and checks it with its own exact
+arithmetic (not the project's verifier), then recomputes greedy accuracy.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+
+def _apply_erasures(text: str) -> str | None:
+    out: list[str] = []
+    for piece in re.split(r"(<backtrack>)", text):
+        if piece == "<backtrack>":
+            if not out or out[-1] != "\n":
+                return None
+            out.pop()
+            while out and out[-1] != "\n":
+                out.pop()
+            continue
+        for ch in piece:
+            if ch == "\b":
+                if not out:
+                    return None
+                out.pop()
+            else:
+                out.append(ch)
+    return "".join(out)
+
+
+def _value(node, used):
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        used.append(node.value)
+        return Fraction(node.value)
+    if isinstance(node, ast.BinOp):
+        a, b = _value(node.left, used), _value(node.right, used)
+        ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
+               ast.Div: lambda: a / b}
+        if type(node.op) in ops:
+            return ops[type(node.op)]()
+    raise ValueError
+
+
+def countdown_correct(puzzle: dict, text: str) -> bool:
+    page = _apply_erasures(text)
+    if page is None:
+        return False
+    answers = [line[len("Answer:"):].strip() for line in page.split("\n") if line.startswith("Answer:")]
+    if not answers or len(answers[-1]) > 256:
+        return False
+    try:
+        used: list[int] = []
+        value = _value(ast.parse(answers[-1].replace("×", "*").replace("÷", "/").replace("−", "-"),
+                                 mode="eval").body, used)
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
+        return False
+    return value == puzzle["target"] and Counter(used) == Counter(puzzle["numbers"])
+
+
+CHECKERS = {"countdown": countdown_correct}
+
+
+def rejudge(run_dir: Path) -> dict:
+    rows = [json.loads(line) for line in open(run_dir / "samples.jsonl", encoding="utf-8")]
+    greedy = [r for r in rows if r["mode"] == "greedy"]
+    verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"]) for r in greedy]
+    disagree = sum(v != r["correct"] for v, r in zip(verdicts, greedy))
+    return {"problems": len(greedy), "accuracy": sum(verdicts) / len(greedy), "disagreements": disagree}
+
+
+def main() -> None:
+    run_dir = Path(sys.argv[1])
+    result = rejudge(run_dir)
+    reported = json.loads((run_dir / "metrics.json").read_text())["accuracy"]
+    print(f"{run_dir}: re-judged greedy accuracy {result['accuracy']:.4f} on {result['problems']} problems "
+          f"(metrics.json says {reported:.4f}; {result['disagreements']} verdicts differ)")
+    sys.exit(0 if result["disagreements"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
