@@ -29,6 +29,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.generate_bench
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.train_bench
 
 clean:
 	rm -rf $(VENV) outputs multirun data/generated
