@@ -1,5 +1,5 @@
 # make install  -> .venv with the project, its training and dev extras (torch first, CPU wheel)
-# make demo     -> the main job; its last output line is the path of what it wrote
+# make demo     -> the main job (generate, SFT, GRPO, eval); its last output line is the run directory
 # make test     -> the test suite (installs first when needed)
 # make bench    -> throughput benchmarks
 PYTHON ?= python3
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m generate task=countdown n=2000 out=data/generated/demo-countdown
+	HF_HUB_OFFLINE=1 $(PY) -m train
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q

@@ -31,6 +31,9 @@ def run(c: dict, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     do = {stage: c[stage]["enabled"] for stage in ("sft", "grpo", "eval")}
     data_dir = dataset_dir(c["data"])
+    if (data_dir / "manifest.json").exists():
+        from generate.write import summary
+        print(summary(data_dir))
     train_records = read_split(data_dir, "train")
     eval_records = read_split(data_dir, c["eval"]["split"]) if do["eval"] else []
     if (do["sft"] or do["grpo"]) and not train_records:
