@@ -177,6 +177,8 @@ def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | Non
                 (x, xe, xp), (y, ye, yp) = (y, ye, yp), (x, xe, xp)
             for a, op, b in _combine(x, y):
                 if _apply(a, op, b) == target:
+                    if rec.steps >= config.max_steps:  # the final step counts against the budget too
+                        raise _OutOfBudget
                     rec.step({"a": a, "op": op, "b": b, "result": target, "left": [], "final": True})
                     rec.answer(_expr((xe, xp), op, (ye, yp))[0])
                     return True

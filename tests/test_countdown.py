@@ -122,3 +122,14 @@ def test_answer_expressions_use_the_fewest_parentheses_that_keep_the_value():
         puzzle = cd.sample(config, rng)
         answer = cd.solve(puzzle, config, rng)[-1].value
         assert cd.verify(puzzle, answer), (puzzle, answer)
+
+
+def test_the_final_step_counts_against_the_budget():
+    # found by hypothesis: a search could write max_steps steps and then the final one.
+    rng = random.Random("budget")
+    for max_steps in range(1, 8):
+        config = cd.Config(n_numbers=4, heuristic="random", max_steps=max_steps)
+        for _ in range(300):
+            events = cd.solve(cd.sample(config, rng), config, rng)
+            if events is not None:
+                assert sum(isinstance(e, Step) for e in events) <= max_steps
