@@ -29,7 +29,7 @@ The invariant the rest of the project leans on, property-tested for every task:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Sequence, Union
 
 BACKSPACE = "\b"  # U+0008
 BACKTRACK_TOKEN = "<backtrack>"
@@ -170,6 +170,33 @@ def render(events: Sequence[Event], words: Sequence[str], style: str = "backspac
     return "".join(out)
 
 
+def _apply(text: str) -> tuple[list[int], list[bool]]:
+    """Replay the typing of ``text``: the indices of the characters left on the page, and
+    for every character whether something later erased it. One pass; the single place that
+    knows how backspaces and markers erase."""
+    erased = [False] * len(text)
+    page: list[int] = []  # indices into text of the characters still on the page
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == BACKSPACE:
+            if not page:
+                raise MalformedTrace(f"backspace at character {i} has nothing left to erase")
+            erased[page.pop()] = True
+            i += 1
+        elif text[i] == "<" and text.startswith(BACKTRACK_TOKEN, i):
+            if not page or text[page[-1]] != "\n":
+                raise MalformedTrace(
+                    f"{BACKTRACK_TOKEN} at character {i} does not follow a complete step")
+            erased[page.pop()] = True
+            while page and text[page[-1]] != "\n":
+                erased[page.pop()] = True
+            i += len(BACKTRACK_TOKEN)
+        else:
+            page.append(i)
+            i += 1
+    return page, erased
+
+
 def collapse(text: str) -> str:
     """Apply backspaces and ``<backtrack>`` markers: what is left on the page.
 
@@ -188,27 +215,8 @@ def collapse(text: str) -> str:
     """
     if BACKSPACE not in text and BACKTRACK_TOKEN not in text:
         return text
-    page: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == BACKSPACE:
-            if not page:
-                raise MalformedTrace(f"backspace at character {i} has nothing left to erase")
-            page.pop()
-            i += 1
-        elif ch == "<" and text.startswith(BACKTRACK_TOKEN, i):
-            if not page or page[-1] != "\n":
-                raise MalformedTrace(
-                    f"{BACKTRACK_TOKEN} at character {i} does not follow a complete step")
-            page.pop()
-            while page and page[-1] != "\n":
-                page.pop()
-            i += len(BACKTRACK_TOKEN)
-        else:
-            page.append(ch)
-            i += 1
-    return "".join(page)
+    page, _ = _apply(text)
+    return "".join([text[i] for i in page])
 
 
 def erased_mask(text: str) -> list[bool]:
@@ -222,27 +230,7 @@ def erased_mask(text: str) -> list[bool]:
     >>> erased_mask("x\\ny\\n<backtrack>")[:4]
     [False, False, True, True]
     """
-    mask = [False] * len(text)
-    page: list[int] = []  # indices into text of the characters still on the page
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] == BACKSPACE:
-            if not page:
-                raise MalformedTrace(f"backspace at character {i} has nothing left to erase")
-            mask[page.pop()] = True
-            i += 1
-        elif text.startswith(BACKTRACK_TOKEN, i):
-            if not page or text[page[-1]] != "\n":
-                raise MalformedTrace(
-                    f"{BACKTRACK_TOKEN} at character {i} does not follow a complete step")
-            mask[page.pop()] = True
-            while page and text[page[-1]] != "\n":
-                mask[page.pop()] = True
-            i += len(BACKTRACK_TOKEN)
-        else:
-            page.append(i)
-            i += 1
-    return mask
+    return _apply(text)[1]
 
 
 def final_answer(collapsed: str) -> str | None:
@@ -269,7 +257,3 @@ def stats(events: Sequence[Event], text: str) -> dict:
         "backspaces": text.count(BACKSPACE),
         "characters": len(text),
     }
-
-
-def count_steps(events: Iterable[Event]) -> int:
-    return sum(isinstance(e, Step) for e in events)
