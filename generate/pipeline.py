@@ -25,7 +25,6 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import shutil

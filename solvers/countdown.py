@@ -29,7 +29,7 @@ from fractions import Fraction
 from typing import Any
 
 from solvers.config import ConfigError, check_choice, check_int_range
-from solvers.trace import Answer, Event, Recorder
+from solvers.trace import Event, Recorder
 
 NAME = "countdown"
 HEURISTICS = ("closest", "sum", "random")

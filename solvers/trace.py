@@ -28,7 +28,7 @@ The invariant the rest of the project leans on, property-tested for every task:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
 BACKSPACE = "\b"  # U+0008

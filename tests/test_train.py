@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from solvers.config import ConfigError
 from solvers.trace import BACKSPACE, collapse
 from tests.conftest import ROOT
 
