@@ -26,7 +26,7 @@ def main() -> None:
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         m = json.loads((run / "metrics.json").read_text())
     print(f"train benchmark: tiny model ({m['parameters'] / 1e6:.2f}M parameters), 3-number Countdown backspace traces")
-    print(f"  SFT:  {m['sft_tokens_per_second']:.0f} tokens/s  ({m['sft_steps']} steps of 32 sequences in {m['sft_seconds']} s)")
+    print(f"  SFT:  {m['sft_tokens_per_second']:.0f} tokens/s  ({m['sft_steps']} steps of the default batch in {m['sft_seconds']} s)")
     print(f"  GRPO: {m['grpo_completions_per_second']:.2f} completions/s  ({m['grpo_steps']} steps of 16 completions "
           f"in {m['grpo_seconds']} s)")
 
