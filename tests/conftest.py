@@ -33,9 +33,12 @@ def gen_cfg():
 
 
 def run_cli(*args, cwd=None):
+    """python -m generate in a scratch directory, so Hydra's outputs/ lands there."""
     import subprocess
-    return subprocess.run([sys.executable, "-m", "generate", *args], cwd=cwd or ROOT,
-                          capture_output=True, text=True, timeout=300)
+    import tempfile
+    with tempfile.TemporaryDirectory() as scratch:
+        return subprocess.run([sys.executable, "-m", "generate", *args], cwd=cwd or scratch,
+                              capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
