@@ -15,6 +15,46 @@ from transformers import TrainerCallback
 from train.data import sft_example
 
 
+class LengthBuckets:
+    """Batches of similar length, in random order: a torch sampler of row indices.
+
+    Every epoch the rows are shuffled and cut into buckets of ``bucket_batches`` batches;
+    each bucket is sorted by length and cut into batches, and all batches are shuffled
+    together. Backspace traces vary from ~90 to ~700 tokens, so a random batch of 16 pads
+    to about twice its tokens (1.05 steps/s against 3.6 here); bucketed, it pads a few.
+    transformers' ``group_by_length`` groups too, but walks each bucket from longest to
+    shortest batch, a saw-tooth curriculum of period 50 steps that trained far worse.
+
+    >>> s = LengthBuckets([5, 1, 9, 3, 7, 2, 8, 4], batch_size=2, bucket_batches=4, seed=0)
+    >>> order = list(s)
+    >>> batches = [order[i:i + 2] for i in range(0, 8, 2)]
+    >>> sorted(i for b in batches for i in b) == list(range(8))
+    True
+    >>> sorted(tuple(sorted([5, 1, 9, 3, 7, 2, 8, 4][i] for i in b)) for b in batches)
+    [(1, 2), (3, 4), (5, 7), (8, 9)]
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, bucket_batches: int, seed: int) -> None:
+        self.lengths, self.batch_size, self.bucket = list(lengths), batch_size, batch_size * bucket_batches
+        self.seed, self.epoch = seed, 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        batches = []
+        for start in range(0, len(order), self.bucket):
+            bucket = sorted(order[start:start + self.bucket], key=self.lengths.__getitem__)
+            batches += [bucket[i:i + self.batch_size] for i in range(0, len(bucket), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=g).tolist():
+            yield from batches[b]
+
+
 class WallClockLimit(TrainerCallback):
     """Stops training after ``minutes`` of wall-clock time, for runs held to a time budget."""
 
@@ -50,7 +90,17 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     if dropped:
         print(f"sft: left out {dropped} of {len(records)} records longer than sft.max_length={args.max_length} tokens")
     callbacks = [WallClockLimit(cfg["sft"]["max_minutes"])] if cfg["sft"].get("max_minutes") else []
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+    bucket_batches = cfg["sft"].get("length_buckets")
+
+    class Trainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            if not bucket_batches:
+                return super()._get_train_sampler(train_dataset)
+            return LengthBuckets([len(r["input_ids"]) for r in rows],
+                                 args.per_device_train_batch_size * args.gradient_accumulation_steps,
+                                 bucket_batches, args.seed)
+
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     t0 = time.perf_counter()
     result = trainer.train()

@@ -13,7 +13,7 @@ from pathlib import Path
 from solvers.config import ConfigError
 
 PROJECT_KEYS = {
-    "sft": ("enabled", "mask_erased", "max_minutes"),
+    "sft": ("enabled", "mask_erased", "max_minutes", "length_buckets"),
     "grpo": ("enabled", "rewards", "max_minutes", "n_prompts"),
 }
 
