@@ -21,7 +21,7 @@ class LengthBuckets:
     Every epoch the rows are shuffled and cut into buckets of ``bucket_batches`` batches;
     each bucket is sorted by length and cut into batches, and all batches are shuffled
     together. Backspace traces vary from ~90 to ~700 tokens, so a random batch of 16 pads
-    to about twice its tokens (1.05 steps/s against 3.6 here); bucketed, it pads a few.
+    to about twice its tokens (batch 16 here: 1.05 steps/s random, 1.63 bucketed).
     transformers' ``group_by_length`` groups too, but walks each bucket from longest to
     shortest batch, a saw-tooth curriculum of period 50 steps that trained far worse.
 
