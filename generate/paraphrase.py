@@ -15,22 +15,39 @@ import random
 from types import ModuleType
 from typing import Sequence
 
+from solvers import variants
 from solvers.trace import Answer, Backtrack, Event, Step, answer_line
 
 PARAPHRASERS = ("template", "none")
 
 
-def words(task: ModuleType, events: Sequence[Event], paraphraser: str,
-          rng: random.Random) -> list[str]:
-    """One string per event: a step's line, a backtrack's "back to ..." line, the answer
-    line. ``rng`` is only consumed by the template paraphraser."""
+def words(task: ModuleType, events: Sequence[Event], paraphraser: str, rng: random.Random, *,
+          style: str = "backspace", notes: bool = False, slips: float = 0.0) -> list[str]:
+    """One string per event: a step's line, a backtrack's line, the answer line.
+
+    A backtrack's line is the ``search`` style's "back to ..." line; with ``notes`` it is
+    the kept note on the move that failed (in ``search``, the note and then the "back to"
+    line). With ``slips=P`` each step is, with probability P, first written with a wrong
+    result that is erased and corrected (``solvers.variants.slip``). ``rng`` is consumed by
+    the template paraphraser and by slips only, so ``paraphraser=none`` without slips
+    ignores it.
+    """
     pick = (lambda phrases: phrases[0]) if paraphraser == "none" else rng.choice
     out = []
+    live: list[dict] = []  # data of the live steps: a note is about the first abandoned one
     for event in events:
         if isinstance(event, Step):
-            out.append(pick(task.step_phrases(event.data)).format(**task.step_slots(event.data)))
+            live.append(event.data)
+            text = pick(task.step_phrases(event.data)).format(**task.step_slots(event.data))
+            if slips > 0 and rng.random() < slips:
+                text = variants.slip(text, rng) or text
+            out.append(text)
         elif isinstance(event, Backtrack):
-            out.append(pick(task.BACK_PHRASES).format(**task.back_slots(event.state)))
+            failed = live[len(live) - event.k]
+            del live[len(live) - event.k:]
+            back = pick(task.BACK_PHRASES).format(**task.back_slots(event.state))
+            note = pick(task.NOTE_PHRASES).format(**task.note_slots(failed, event.state)) if notes else ""
+            out.append(note + back if style == "search" else (note or back))
         elif isinstance(event, Answer):
             out.append(answer_line(event.value))
         else:

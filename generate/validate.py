@@ -18,6 +18,8 @@ split_leak             the puzzle belongs to another split by its content
 duplicate              the puzzle already appeared earlier in the split (found when writing)
 no_puzzle              the sampler found no puzzle the solver could solve for this item
 unsolved               a given puzzle (``problems=FILE``) was not solved within the budget
+contaminated           the puzzle or question is in the ``decontaminate=FILE`` list
+unconvertible          an imported search (``traces=FILE on_bad_trace=skip``) could not be converted
 =====================  =====================================================================
 """
 
@@ -32,10 +34,12 @@ from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse
 
 REASONS = ("schema", "malformed_backspaces", "missing_answer_line", "answer_mismatch",
            "wrong_answer", "false_equation", "over_length", "split_leak", "duplicate",
-           "no_puzzle", "unsolved")
+           "no_puzzle", "unsolved", "contaminated", "unconvertible")
 
-# "12 + 7 = 19": two integers, one operator, an equals sign, one integer.
-EQUATION = re.compile(r"(?<![\w.])(\d+) ?([-+*/×÷]) ?(\d+) ?= ?(-?\d+)(?!\w|\.\d)")
+# "12 + 7 = 19" or "-4 + 3 = -1": an integer (the first may be negative), one operator,
+# an integer, an equals sign, an integer. A negative right operand is written in
+# parentheses: "5 - (-3) = 8".
+EQUATION = re.compile(r"(?<![\w.])(-?\d+) ?([-+*/×÷]) ?(\d+|\(-\d+\)) ?= ?(-?\d+)(?!\w|\.\d)")
 _FIELDS = {"Question": str, "Reasoning": str}
 
 
@@ -44,10 +48,12 @@ def false_equations(text: str) -> list[str]:
 
     >>> false_equations("25 - 8 = 17. Left: 3, 17. 17 * 3 = 52. 9 / 2 = 4")
     ['17 * 3 = 52', '9 / 2 = 4']
+    >>> false_equations("-1 - 15 = -16, 5 - (-3) = 8, 7 × 3 = 20")
+    ['7 × 3 = 20']
     """
     wrong = []
     for m in EQUATION.finditer(text):
-        a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+        a, op, b, c = int(m[1]), m[2], int(m[3].strip("()")), int(m[4])
         if op == "+":
             ok = a + b == c
         elif op == "-":

@@ -148,6 +148,26 @@ def _expr(left: tuple, op: str, right: tuple) -> tuple[str, int]:
     return f"{lt} {op} {rt}", p
 
 
+def answer_expression(numbers: list[int], moves: list[tuple[int, str, int]]) -> str:
+    """The answer a sequence of moves makes: each move ``(a, op, b)`` takes a number ``a``
+    and a number ``b`` from what is left and puts back the result. Raises ValueError when a
+    move uses a number that is not there. Used to turn imported searches into answers.
+
+    >>> answer_expression([25, 8, 3, 5], [(25, "-", 8), (17, "*", 3), (51, "-", 5)])
+    '(25 - 8) * 3 - 5'
+    """
+    pool = [(n, str(n), _ATOM) for n in numbers]
+    for a, op, b in moves:
+        i = next((k for k, v in enumerate(pool) if v[0] == a), None)
+        j = next((k for k, v in enumerate(pool) if v[0] == b and k != i), None)
+        if i is None or j is None:
+            raise ValueError(f"{a} {op} {b}: {a if i is None else b} is not among {[v[0] for v in pool]}")
+        text, prec = _expr(pool[i][1:], op, pool[j][1:])
+        value = Fraction(a) / b if op == "/" else _apply(a, op, b)
+        pool = [v for k, v in enumerate(pool) if k not in (i, j)] + [(value, text, prec)]
+    return pool[-1][1]
+
+
 class _OutOfBudget(Exception):
     pass
 
@@ -250,6 +270,15 @@ BACK_PHRASES = (
 )
 
 
+# The notes variant: kept after a dead end is erased, about the move that led into it.
+NOTE_PHRASES = (
+    "({a} {op} {b} leads nowhere.)\n",
+    "(Not {a} {op} {b}.)\n",
+    "({a} {op} {b} = {result} was a dead end.)\n",
+    "(Tried {a} {op} {b}: no good.)\n",
+)
+
+
 def step_slots(data: dict) -> dict:
     eq = f"{data['a']} {data['op']} {data['b']} = {data['result']}"
     return {**data, "eq": eq, "left": ", ".join(map(str, data["left"]))}
@@ -261,6 +290,10 @@ def step_phrases(data: dict) -> tuple[str, ...]:
 
 def back_slots(state: dict) -> dict:
     return {"left": ", ".join(map(str, state["left"]))}
+
+
+def note_slots(data: dict, state: dict) -> dict:
+    return data
 
 
 # ----------------------------------------------------------------------------- verifier

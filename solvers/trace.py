@@ -126,11 +126,13 @@ def answer_line(value: Any) -> str:
     return f"{ANSWER_PREFIX}{value}"
 
 
-def render(events: Sequence[Event], words: Sequence[str], style: str = "backspace") -> str:
+def render(events: Sequence[Event], words: Sequence[str], style: str = "backspace",
+           notes: bool = False) -> str:
     """Lay out ``words`` (one string per event) in ``style``.
 
     Step words end in exactly one newline; Backtrack words are the ``search`` style's
-    "back to ..." line; the Answer's words are its answer line.
+    "back to ..." line (or, with ``notes``, the note kept after an erasure); the Answer's
+    words are its answer line.
 
     >>> ev = [Step({}), Backtrack(1), Step({}), Answer(5)]
     >>> w = ["2+2=5\\n", "Back.\\n", "2+3=5\\n", "Answer: 5"]
@@ -142,32 +144,59 @@ def render(events: Sequence[Event], words: Sequence[str], style: str = "backspac
     '2+2=5\\nBack.\\n2+3=5\\nAnswer: 5'
     >>> render(ev, w, "direct")
     '2+3=5\\nAnswer: 5'
+
+    With ``notes`` the Backtrack's words stay on the page after the erasure, in every style
+    but ``search`` (which shows them anyway). A note belongs to the state the search went
+    back to: when that state is abandoned in turn, its notes are erased with it.
+
+    >>> w = ["2+2=5\\n", "(2+2 fails)\\n", "2+3=5\\n", "Answer: 5"]
+    >>> render(ev, w, "backspace", notes=True).replace("\\b", "<")
+    '2+2=5\\n<<<<<<(2+2 fails)\\n2+3=5\\nAnswer: 5'
+    >>> render(ev, w, "direct", notes=True)
+    '(2+2 fails)\\n2+3=5\\nAnswer: 5'
+
+    A word may carry its own erasure (a slip: ``"2+3=6\\b5\\n"``). Only the ``backspace``
+    style writes it; the others write what it collapses to, and erasing such a step erases
+    what is left of it on the page.
     """
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}; got {style!r}")
     if len(words) != len(events):
         raise ValueError(f"{len(words)} words for {len(events)} events")
     out: list[str] = []
-    live: list[int] = []  # positions in out of the live steps' words
+    page: list[tuple[int, bool]] = []  # (position in out, is a step) of each live line
     for event, text in zip(events, words):
+        if style != "backspace" and BACKSPACE in text:
+            text = collapse(text)
         if isinstance(event, Step):
-            live.append(len(out))
+            page.append((len(out), True))
             out.append(text)
         elif isinstance(event, Backtrack):
-            abandoned = live[len(live) - event.k:]
-            del live[len(live) - event.k:]
+            abandoned: list[int] = []  # the k steps and every note written after the first
+            steps = 0
+            while steps < event.k:
+                i, is_step = page.pop()
+                abandoned.append(i)
+                steps += is_step
             if style == "backspace":
-                out.append(BACKSPACE * sum(len(out[i]) for i in abandoned))
+                out.append(BACKSPACE * sum(_kept_length(out[i]) for i in abandoned))
             elif style == "backtrack_token":
-                out.append(BACKTRACK_TOKEN * event.k)
-            elif style == "search":
-                out.append(text)
-            else:  # direct: the abandoned steps were never written
+                out.append(BACKTRACK_TOKEN * len(abandoned))
+            elif style == "direct":  # the abandoned lines were never written
                 for i in abandoned:
                     out[i] = ""
+            if style == "search":
+                out.append(text)
+            elif notes:
+                page.append((len(out), False))
+                out.append(text)
         else:
             out.append(text)
     return "".join(out)
+
+
+def _kept_length(text: str) -> int:
+    return len(collapse(text)) if BACKSPACE in text else len(text)
 
 
 def _apply(text: str) -> tuple[list[int], list[bool]]:
