@@ -37,11 +37,12 @@ from typing import Any, Callable, Iterator, Optional
 
 from tqdm import tqdm
 
-from generate import paraphrase, validate
+from generate import interop, paraphrase, validate
 from generate.splits import HELDOUT_SPLIT, item_rng, split_of
 from solvers import TASKS
 from solvers.config import ConfigError, build, check_choice, check_int_range
-from solvers.trace import STYLES, render, stats
+from solvers import variants
+from solvers.trace import BACKSPACE, STYLES, render, stats
 
 SPLITS = ("train", "val", "test")
 MAX_DRAWS = 10_000  # puzzles drawn for one item before it is given up as "no_puzzle"
@@ -76,6 +77,16 @@ class Settings:
     num_shards: int = 1
     shard_size: int = 10_000
     progress: bool = True
+    mix: bool = False         # a heuristic drawn per item from the task's HEURISTICS
+    think: float = 0.0        # chance that a non-final step is left implicit
+    notes: bool = False       # a kept note after each erased dead end
+    slips: float = 0.0        # chance that a step is first written with a slip, erased, corrected
+    layout: str = "seed"      # record layout written: seed | self_backtracking | stream_of_search
+    traces: Optional[Path] = None        # a file of searches in an external layout, imported
+    traces_layout: str = "self_backtracking"
+    on_bad_trace: str = "error"          # error | skip: a trace that cannot be converted
+    decontaminate: Optional[Path] = None  # puzzles or questions that must not appear
+    decontaminate_ngram: int = 13
 
     @property
     def module(self):
@@ -92,11 +103,21 @@ class Settings:
             "seed": self.seed,
             "sizes": self.sizes,
             "problems": _file_digest(self.problems) if self.problems else None,
-            "problems_split": self.problems_split if self.problems else None,
+            "problems_split": self.problems_split if self.problems or self.traces else None,
+            "traces": _file_digest(self.traces) if self.traces else None,
+            "traces_layout": self.traces_layout if self.traces else None,
+            "on_bad_trace": self.on_bad_trace if self.traces else None,
+            "layout": self.layout,
+            "decontaminate": _file_digest(self.decontaminate) if self.decontaminate else None,
+            "decontaminate_ngram": self.decontaminate_ngram if self.decontaminate else None,
             "max_chars": self.max_chars,
             "split_weights": self.split_weights,
             "shard_size": self.shard_size,
+            "variants": self.variants(),
         }
+
+    def variants(self) -> dict:
+        return {"mix": self.mix, "think": self.think, "notes": self.notes, "slips": self.slips}
 
 
 def _file_digest(path: Path) -> str:
@@ -136,11 +157,43 @@ def settings(cfg: dict) -> Settings:
         if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
             raise ConfigError(f"split_weights.{split}", f"must be a number >= 0, got {w!r}")
 
-    problems = cfg.get("problems")
+    variants = {"mix": cfg.get("mix", False), "notes": cfg.get("notes", False),
+                "think": cfg.get("think", 0.0), "slips": cfg.get("slips", 0.0)}
+    for key in ("mix", "notes"):
+        if not isinstance(variants[key], bool):
+            raise ConfigError(key, f"must be true or false, got {variants[key]!r}")
+    for key in ("think", "slips"):
+        p = variants[key]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ConfigError(key, f"must be a probability from 0 to 1, got {p!r}")
+        variants[key] = float(p)
+
+    layout = cfg.get("layout", "seed")
+    check_choice("layout", layout, interop.LAYOUTS)
+    if layout != "seed" and name not in interop.EXTERNAL_TASKS:
+        raise ConfigError("layout", f"the {layout} layout is defined for task "
+                          f"{' or '.join(interop.EXTERNAL_TASKS)} only, not {name}")
+    files = {}
+    for key in ("problems", "traces", "decontaminate"):
+        if cfg.get(key) is not None:
+            files[key] = Path(cfg[key])
+            if not files[key].is_file():
+                raise ConfigError(key, f"no such file: {files[key]}")
+    if "problems" in files and "traces" in files:
+        raise ConfigError("traces", "give problems=FILE (puzzles to solve) or traces=FILE (searches to import), not both")
+    traces_layout = cfg.get("traces_layout", "self_backtracking")
+    on_bad_trace = cfg.get("on_bad_trace", "error")
+    if "traces" in files:
+        check_choice("traces_layout", traces_layout, interop.LAYOUTS[1:])
+        check_choice("on_bad_trace", on_bad_trace, ("error", "skip"))
+        if name not in interop.EXTERNAL_TASKS:
+            raise ConfigError("traces", f"imported traces are {' or '.join(interop.EXTERNAL_TASKS)} searches; "
+                              f"set task={interop.EXTERNAL_TASKS[0]}")
+    ngram = cfg.get("decontaminate_ngram", 13)
+    check_int_range("decontaminate_ngram", ngram, 1)
+
+    problems = files.get("problems") or files.get("traces")
     if problems is not None:
-        problems = Path(problems)
-        if not problems.is_file():
-            raise ConfigError("problems", f"no such file: {problems}")
         check_choice("problems_split", cfg.get("problems_split"), SPLITS + (HELDOUT_SPLIT,))
         sizes = {}
     else:
@@ -155,11 +208,13 @@ def settings(cfg: dict) -> Settings:
                                   f"must be > 0 when {key} > 0 (it is the {split} split's share of puzzle space)")
     return Settings(
         task=name, task_config=task_config, style=cfg["style"], paraphraser=para,
-        seed=cfg["seed"], sizes=sizes, out=Path(out), problems=problems,
+        seed=cfg["seed"], sizes=sizes, out=Path(out), problems=files.get("problems"),
+        traces=files.get("traces"), traces_layout=traces_layout, on_bad_trace=on_bad_trace,
+        layout=layout, decontaminate=files.get("decontaminate"), decontaminate_ngram=ngram,
         problems_split=cfg.get("problems_split", "train"), max_chars=cfg["max_chars"],
         split_weights=weights, workers=workers, shard=cfg["shard"],
         num_shards=cfg["num_shards"], shard_size=cfg["shard_size"],
-        progress=bool(cfg.get("progress", True)),
+        progress=bool(cfg.get("progress", True)), **variants,
     )
 
 
@@ -187,28 +242,44 @@ def read_problems(path: Path, task) -> list[dict]:
 class Items:
     """Makes item ``idx`` of a split: everything a worker process needs."""
 
-    def __init__(self, s: Settings, problems: Optional[list[dict]] = None) -> None:
+    def __init__(self, s: Settings, problems: Optional[list[dict]] = None,
+                 traces: Optional[list[tuple]] = None, contamination=None) -> None:
         self.s = s
         self.task = s.module
         self.problems = problems
+        self.traces = traces  # (puzzle, events or None) per imported line
+        self.contamination = contamination
 
     def content_split(self, puzzle: dict) -> str:
         if self.task.is_heldout(puzzle, self.s.task_config):
             return HELDOUT_SPLIT
         return split_of(self.task.puzzle_key(puzzle), self.s.split_weights)
 
+    def config_for(self, split: str, idx: int):
+        """The task config item ``idx`` is solved with: with ``mix``, a heuristic drawn for it
+        from its own stream (so that mix=false items are what they always were)."""
+        s = self.s
+        if not s.mix:
+            return s.task_config
+        heuristic = item_rng(s.task, split, s.seed, idx, "/mix").choice(self.task.HEURISTICS)
+        return dataclasses.replace(s.task_config, heuristic=heuristic)
+
     def draw(self, split: str, idx: int) -> tuple[Optional[dict], Optional[list], str]:
         """(puzzle, events, reason): a puzzle of this split the solver solved."""
         s, task = self.s, self.task
         rng = item_rng(s.task, split, s.seed, idx)
+        config = self.config_for(split, idx)
+        if self.traces is not None:  # imported: the search is given, not made
+            puzzle, events = self.traces[idx]
+            return puzzle, events, "unconvertible"
         if self.problems is not None:
             puzzle = self.problems[idx]
-            return puzzle, task.solve(puzzle, s.task_config, rng), "unsolved"
+            return puzzle, task.solve(puzzle, config, rng), "unsolved"
         for _ in range(MAX_DRAWS):
             puzzle = task.sample(s.task_config, rng)
             if self.content_split(puzzle) != split:
                 continue
-            events = task.solve(puzzle, s.task_config, rng)
+            events = task.solve(puzzle, config, rng)
             if events is not None:
                 return puzzle, events, ""
         return None, None, "no_puzzle"
@@ -219,24 +290,32 @@ class Items:
         puzzle, events, reason = self.draw(split, idx)
         if events is None:
             return json.dumps({"reject": reason}) + "\t"
-        words = paraphrase.words(task, events, s.paraphraser, item_rng(s.task, split, s.seed, idx, "/words"))
-        text = render(events, words, s.style)
-        answer = events[-1].value
+        if s.think:
+            events = variants.think(events, s.think, item_rng(s.task, split, s.seed, idx, "/think"))
+        words = paraphrase.words(task, events, s.paraphraser, item_rng(s.task, split, s.seed, idx, "/words"),
+                                 style=s.style, notes=s.notes, slips=s.slips)
+        text = render(events, words, s.style, notes=s.notes)
         record = {
             "Question": task.question(puzzle),
-            "Answer": answer,
+            "Answer": events[-1].value,
             "Reasoning": text,
             "id": f"{s.task}/{split}/{s.seed}/{idx}",
             "task": s.task,
             "split": split,
             "style": s.style,
-            "source": "synthetic",
+            "source": "synthetic" if self.traces is None else "imported",
             "puzzle": puzzle,
-            "stats": stats(events, text),
+            "stats": {**stats(events, text), "slips": sum(BACKSPACE in w for w in words)},
         }
-        leak_check = None if self.problems is not None else self.content_split
+        if s.mix:
+            record["heuristic"] = self.config_for(split, idx).heuristic
+        leak_check = None if self.problems is not None or self.traces is not None else self.content_split
         reason = validate.check(record, task, s.max_chars, leak_check)
+        if reason is None and self.contamination is not None and self.contamination.hit(puzzle, record["Question"]):
+            reason = "contaminated"
         meta = {"reject": reason, "key": task.puzzle_key(puzzle), "stats": record["stats"]}
+        if s.layout != "seed":
+            record = interop.export(s.layout, record, events, self.config_for(split, idx).heuristic)
         return json.dumps(meta) + "\t" + json.dumps(record, ensure_ascii=False)
 
 
@@ -290,11 +369,20 @@ class Generator:
         self.s = s
         self.on_chunk = on_chunk  # called after each chunk is written (tests interrupt here)
         self.problems = read_problems(s.problems, s.module) if s.problems else None
-        if self.problems is not None:
-            self.sizes = {s.problems_split: len(self.problems)}
+        self.traces = None
+        if s.traces:
+            self.traces = interop.read_traces(s.traces, s.traces_layout, skip_bad=s.on_bad_trace == "skip")
+        given = self.problems if self.problems is not None else self.traces
+        if given is not None:
+            self.sizes = {s.problems_split: len(given)}
         else:
             self.sizes = dict(s.sizes)
-        self.items = Items(s, self.problems)
+        contamination = None
+        if s.decontaminate:
+            from generate.decontaminate import Contamination
+            contamination = Contamination.from_file(s.decontaminate, s.module, s.decontaminate_ngram)
+        self.contamination = contamination
+        self.items = Items(s, self.problems, self.traces, contamination)
         self.timing = {"generate_s": 0.0, "finalize_s": 0.0, "items": 0}
 
     # Planned chunks: enough item indices for every split's size if nothing were
@@ -378,6 +466,8 @@ class Generator:
         self.timing["finalize_s"] += time.perf_counter() - t0
         from generate.write import dataset_card, manifest_dict
         man = manifest_dict(s, report, self.sizes)
+        if self.contamination is not None:
+            man["config"]["decontaminate"].update(self.contamination.summary())
         atomic_write_text(s.out / "README.md", dataset_card(man, s.out))
         atomic_write_text(s.out / "manifest.json", json.dumps(man, indent=2, ensure_ascii=False))
 
@@ -401,8 +491,8 @@ class Generator:
         while acc.count < size:
             if start in planned:
                 stop, topup = planned[start], False
-            elif self.problems is not None:
-                break  # every given puzzle is used
+            elif self.problems is not None or self.traces is not None:
+                break  # every given puzzle or trace is used
             else:  # top-up for rejected and repeated items: the shortfall and a quarter more
                 stop, topup = start + min(s.shard_size, max(64, (size - acc.count) * 5 // 4)), True
             path = chunk_path(s.out, split, start, stop)

@@ -21,6 +21,11 @@ def manifest_dict(s, report: dict, sizes: dict) -> dict:
         "sizes": sizes, "problems": str(s.problems) if s.problems else None,
         "max_chars": s.max_chars, "split_weights": s.split_weights,
         "shard_size": s.shard_size, "workers": s.workers, "num_shards": s.num_shards,
+        "variants": s.variants(), "layout": s.layout,
+        "traces": {"file": str(s.traces), "layout": s.traces_layout, "on_bad_trace": s.on_bad_trace}
+        if s.traces else None,
+        "decontaminate": {"file": str(s.decontaminate), "ngram": s.decontaminate_ngram}
+        if s.decontaminate else None,
     }
     return {
         "dataset": s.out.name,
@@ -54,7 +59,10 @@ def dataset_card(man: dict, out: Path) -> str:
         f"{r['stats'].get('characters_mean', '-')} | {r['stats'].get('with_abandoned_steps', '-')} |"
         for split, r in man["splits"].items())
     example = ""
-    if first is not None:
+    if first is not None and cfg.get("layout", "seed") != "seed":
+        example = (f"\n## An example ({cfg['layout']} layout)\n\n```json\n"
+                   f"{json.dumps(first, indent=1, ensure_ascii=False)[:3000]}\n```\n")
+    elif first is not None:
         example = (
             "\n## An example (U+0008 shown as ⌫)\n\n"
             f"Question: {first['Question']}\n\n```\n{_visible(first['Reasoning'])}\n```\n")
