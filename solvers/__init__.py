@@ -6,9 +6,10 @@ One task = one module with the same parts (``Config``, ``HEURISTICS``, ``sample`
 registered in the plain dict below. ``tests/test_tasks.py`` holds every entry to that contract.
 """
 
-from solvers import countdown, graph
+from solvers import countdown, graph, sudoku
 
 TASKS = {
     countdown.NAME: countdown,
     graph.NAME: graph,
+    sudoku.NAME: sudoku,
 }

@@ -34,10 +34,17 @@ def generate_config(data: dict) -> dict:
     for key in ("defaults", "hydra"):
         base.pop(key, None)
     task = OmegaConf.to_container(OmegaConf.load(task_file))
-    task.update(data.get("task_options") or {})
+    options = data.get("task_options") or {}
+    for name in options:
+        if name not in TASKS:
+            raise ConfigError(f"data.task_options.{name}", "task_options is keyed by task name, e.g. "
+                              "data.task_options.countdown.n_numbers=4; "
+                              f"known tasks: {', '.join(TASKS)}")
+    task.update(options.get(data["task"]) or {})  # only the options of the task being trained
     base.update(task=task, paraphraser={"name": data["paraphraser"]}, style=data["style"],
                 n=data["n"], n_val=data["n_val"], n_test=data["n_test"], seed=data["seed"],
-                max_chars=data["max_chars"], progress=True, workers=None)
+                max_chars=data["max_chars"], progress=True, workers=None,
+                **{k: data[k] for k in ("mix", "think", "notes", "slips") if k in data})
     base["n_test_unseen"] = data.get("n_test_unseen", 0)
     digest = hashlib.sha256(json.dumps({k: v for k, v in base.items() if k not in ("out", "workers", "progress")},
                                        sort_keys=True).encode()).hexdigest()[:16]
