@@ -3,7 +3,9 @@
 Prints, for the default config (4 numbers, style backspace, template paraphraser):
   1. time per stage per record, single process;
   2. validated records per second through the pipeline, one worker and all workers;
-  3. the whole `python -m generate task=countdown n=20000` command, start-up included.
+  3. the whole `python -m generate task=countdown n=20000` command, start-up included;
+  4. for every registered task, validated records per second through the pipeline with all
+     workers, default task config, plain and with every variant on (mix, notes, think, slips).
 """
 
 from __future__ import annotations
@@ -99,6 +101,27 @@ def whole_command(n: int = 20000) -> None:
           f"({counts}) in {elapsed:.2f} s = {records / elapsed:.0f} records/s")
 
 
+def per_task(n: int = 5000) -> None:
+    from solvers import TASKS
+    cores = len(os.sched_getaffinity(0))
+    print(f"every task, style backspace, paraphraser template, {cores} workers, n={n} train records:")
+    for name in TASKS:
+        for label, variants in (("plain", {}), ("variants", {"mix": True, "notes": True, "think": 0.2,
+                                                              "slips": 0.2})):
+            with tempfile.TemporaryDirectory() as tmp:
+                c = cfg(Path(tmp) / "d", n=n, n_val=0, n_test=0, workers=cores, **variants)
+                c["task"] = {"name": name}
+                t0 = time.perf_counter()
+                out, _ = pipeline.run(c)
+                elapsed = time.perf_counter() - t0
+                man = json.loads((out / "manifest.json").read_text())
+            st = man["splits"]["train"]["stats"]
+            print(f"  {name:<10} {label:<8} {man['counts']['train'] / elapsed:7.0f} records/s  "
+                  f"chars mean {st['characters_mean']:7.1f} p95 {st['characters_p95']:5}  "
+                  f"abandoned steps in {100 * st['with_abandoned_steps']:5.1f}%  "
+                  f"rejected {sum(man['rejections'].values())}")
+
+
 def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"backspace generate benchmark: 4-number Countdown, style backspace, paraphraser template, "
@@ -107,6 +130,7 @@ def main() -> None:
     print(f"pipeline, 1 worker:   {pipeline_rate(1):.0f} validated records/s (n=20000)")
     print(f"pipeline, {cores} workers:  {pipeline_rate(cores):.0f} validated records/s (n=20000)")
     whole_command()
+    per_task()
 
 
 if __name__ == "__main__":
