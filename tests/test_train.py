@@ -263,3 +263,21 @@ def test_multirun_leaves_one_run_directory_per_combination(tmp_path):
     runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     assert len(runs) == 2
     assert {json.loads(p.read_text())["style"] for p in runs} == {"backspace", "direct"}
+
+
+def test_every_task_trains_end_to_end(tmp_path):
+    """python -m train experiment=smoke data.task=T for every task but Countdown (the runs
+    above), shrunk further: the path must run, not learn."""
+    from solvers import TASKS
+
+    others = sorted(set(TASKS) - {"countdown"})
+    r = run_train("-m", "experiment=smoke", f"data.task={','.join(others)}", "data.n=60", "data.n_test=4",
+                  "sft.max_steps=2", "grpo.max_steps=1", "eval.n_problems=2", "eval.max_new_tokens=32",
+                  f"hydra.sweep.dir={tmp_path / 'sweep'}", f"data.cache_dir={tmp_path / 'cache'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
+    assert len(runs) == len(others)
+    for path in runs:
+        samples = [json.loads(line) for line in open(path.parent / "samples.jsonl")]
+        assert {s["task"] for s in samples} <= set(others) and len({s["task"] for s in samples}) == 1
+        assert json.loads(path.read_text())["grpo_steps"] == 1
