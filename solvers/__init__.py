@@ -6,10 +6,11 @@ One task = one module with the same parts (``Config``, ``HEURISTICS``, ``sample`
 registered in the plain dict below. ``tests/test_tasks.py`` holds every entry to that contract.
 """
 
-from solvers import countdown, graph, sudoku
+from solvers import arithmetic, countdown, graph, sudoku
 
 TASKS = {
     countdown.NAME: countdown,
+    arithmetic.NAME: arithmetic,
     graph.NAME: graph,
     sudoku.NAME: sudoku,
 }
