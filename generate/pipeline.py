@@ -305,7 +305,9 @@ class Items:
             "style": s.style,
             "source": "synthetic" if self.traces is None else "imported",
             "puzzle": puzzle,
-            "stats": {**stats(events, text), "slips": sum(BACKSPACE in w for w in words)},
+            # slips are written in the backspace style only; the others write the corrected step
+            "stats": {**stats(events, text),
+                      "slips": sum(BACKSPACE in w for w in words) if s.style == "backspace" else 0},
         }
         if s.mix:
             record["heuristic"] = self.config_for(split, idx).heuristic

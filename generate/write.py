@@ -71,6 +71,7 @@ def dataset_card(man: dict, out: Path) -> str:
 
 Reasoning traces for the task `{cfg['task']['name']}`, style `{cfg['style']}`, paraphraser
 `{cfg['paraphraser']}`, seed {cfg['seed']}, made by backspace {man['version']}.
+Variants: {', '.join(f'{k} {v}' for k, v in cfg.get('variants', {}).items())}; layout `{cfg.get('layout', 'seed')}`.
 Every record passed the validator (collapsed Reasoning ends with `Answer: <Answer>`, the
 answer verifies, every kept equation is true, at most {cfg['max_chars']} characters).
 
