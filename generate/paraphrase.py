@@ -13,32 +13,40 @@ from __future__ import annotations
 
 import random
 from types import ModuleType
-from typing import Sequence
+from typing import Optional, Sequence
 
 from solvers import variants
 from solvers.trace import Answer, Backtrack, Event, Step, answer_line
 
-PARAPHRASERS = ("template", "none")
+LLM_PARAPHRASERS = ("openai", "anthropic")  # generate/llm.py: the steps' words come from a model
+PARAPHRASERS = ("template", "none") + LLM_PARAPHRASERS
 
 
-def words(task: ModuleType, events: Sequence[Event], paraphraser: str, rng: random.Random, *,
-          style: str = "backspace", notes: bool = False, slips: float = 0.0) -> list[str]:
+def words(task: ModuleType, events: Sequence[Event], paraphraser: str, rng: Optional[random.Random], *,
+          style: str = "backspace", notes: bool = False, slips: float = 0.0,
+          steps: Optional[Sequence[str]] = None) -> list[str]:
     """One string per event: a step's line, a backtrack's line, the answer line.
 
     A backtrack's line is the ``search`` style's "back to ..." line; with ``notes`` it is
     the kept note on the move that failed (in ``search``, the note and then the "back to"
     line). With ``slips=P`` each step is, with probability P, first written with a wrong
-    result that is erased and corrected (``solvers.variants.slip``). ``rng`` is consumed by
-    the template paraphraser and by slips only, so ``paraphraser=none`` without slips
-    ignores it.
+    result that is erased and corrected (``solvers.variants.slip``). ``steps`` are the
+    steps' words given by an LLM paraphraser (one per Step event, in order); the other
+    lines then use the plain wording. ``rng`` is consumed by the template paraphraser and
+    by slips only, so ``paraphraser=none`` without slips ignores it.
     """
-    pick = (lambda phrases: phrases[0]) if paraphraser == "none" else rng.choice
+    plain = paraphraser != "template"
+    pick = (lambda phrases: phrases[0]) if plain else rng.choice
+    given = iter(steps) if steps is not None else None
     out = []
     live: list[dict] = []  # data of the live steps: a note is about the first abandoned one
     for event in events:
         if isinstance(event, Step):
             live.append(event.data)
-            text = pick(task.step_phrases(event.data)).format(**task.step_slots(event.data))
+            if given is not None:
+                text = next(given)
+            else:
+                text = pick(task.step_phrases(event.data)).format(**task.step_slots(event.data))
             if slips > 0 and rng.random() < slips:
                 text = variants.slip(text, rng) or text
             out.append(text)

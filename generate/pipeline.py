@@ -42,7 +42,7 @@ from generate.splits import HELDOUT_SPLIT, item_rng, split_of
 from solvers import TASKS
 from solvers.config import ConfigError, build, check_choice, check_int_range
 from solvers import variants
-from solvers.trace import BACKSPACE, STYLES, render, stats
+from solvers.trace import BACKSPACE, STYLES, Step, render, stats
 
 SPLITS = ("train", "val", "test")
 MAX_DRAWS = 10_000  # puzzles drawn for one item before it is given up as "no_puzzle"
@@ -87,6 +87,7 @@ class Settings:
     on_bad_trace: str = "error"          # error | skip: a trace that cannot be converted
     decontaminate: Optional[Path] = None  # puzzles or questions that must not appear
     decontaminate_ngram: int = 13
+    llm: Any = None                      # generate.llm.LLMConfig of an LLM paraphraser
 
     @property
     def module(self):
@@ -99,7 +100,7 @@ class Settings:
             "task": self.task,
             "task_config": dataclasses.asdict(self.task_config),
             "style": self.style,
-            "paraphraser": self.paraphraser,
+            "paraphraser": self.llm.fingerprint() if self.llm is not None else self.paraphraser,
             "seed": self.seed,
             "sizes": self.sizes,
             "problems": _file_digest(self.problems) if self.problems else None,
@@ -137,6 +138,11 @@ def settings(cfg: dict) -> Settings:
     check_choice("style", cfg.get("style"), STYLES)
     para = (cfg.get("paraphraser") or {}).get("name")
     check_choice("paraphraser", para, paraphrase.PARAPHRASERS)
+    llm_cfg = None
+    if para in paraphrase.LLM_PARAPHRASERS:
+        from generate.llm import llm_config
+        llm_cfg = llm_config(dict(cfg["paraphraser"]))
+        llm_cfg.api_key()  # a missing key is an error now, not after the first chunk
     for key in ("n", "n_val", "n_test", "n_test_unseen"):
         check_int_range(key, cfg.get(key), 0)
     check_int_range("seed", cfg.get("seed"), 0)
@@ -210,7 +216,7 @@ def settings(cfg: dict) -> Settings:
         task=name, task_config=task_config, style=cfg["style"], paraphraser=para,
         seed=cfg["seed"], sizes=sizes, out=Path(out), problems=files.get("problems"),
         traces=files.get("traces"), traces_layout=traces_layout, on_bad_trace=on_bad_trace,
-        layout=layout, decontaminate=files.get("decontaminate"), decontaminate_ngram=ngram,
+        layout=layout, decontaminate=files.get("decontaminate"), decontaminate_ngram=ngram, llm=llm_cfg,
         problems_split=cfg.get("problems_split", "train"), max_chars=cfg["max_chars"],
         split_weights=weights, workers=workers, shard=cfg["shard"],
         num_shards=cfg["num_shards"], shard_size=cfg["shard_size"],
@@ -284,16 +290,33 @@ class Items:
                 return puzzle, events, ""
         return None, None, "no_puzzle"
 
-    def __call__(self, split: str, idx: int) -> str:
-        """One chunk line: ``meta<TAB>record``, both JSON (a rejection has no record)."""
-        s, task = self.s, self.task
+    def prepare(self, split: str, idx: int) -> tuple[Optional[dict], Optional[list], str]:
+        """(puzzle, events as they will be written, reason when there are none)."""
+        s = self.s
         puzzle, events, reason = self.draw(split, idx)
         if events is None:
-            return json.dumps({"reject": reason}) + "\t"
+            return puzzle, None, reason
         if s.think:
             events = variants.think(events, s.think, item_rng(s.task, split, s.seed, idx, "/think"))
+        return puzzle, events, ""
+
+    def plain_steps(self, events: list) -> list[str]:
+        """The steps' plain wording: what an LLM paraphraser is asked to rewrite."""
+        w = paraphrase.words(self.task, events, "none", None, style=self.s.style, notes=self.s.notes)
+        return [t for t, e in zip(w, events) if isinstance(e, Step)]
+
+    def __call__(self, split: str, idx: int) -> str:
+        return self.finish(split, idx, *self.prepare(split, idx))
+
+    def finish(self, split: str, idx: int, puzzle: Optional[dict], events: Optional[list], reason: str,
+               steps: Optional[list[str]] = None) -> str:
+        """One chunk line: ``meta<TAB>record``, both JSON (a rejection has no record).
+        ``steps``: the steps' words from an LLM paraphraser, when there is one."""
+        s, task = self.s, self.task
+        if events is None or reason:
+            return json.dumps({"reject": reason}) + "\t"
         words = paraphrase.words(task, events, s.paraphraser, item_rng(s.task, split, s.seed, idx, "/words"),
-                                 style=s.style, notes=s.notes, slips=s.slips)
+                                 style=s.style, notes=s.notes, slips=s.slips, steps=steps)
         text = render(events, words, s.style, notes=s.notes)
         record = {
             "Question": task.question(puzzle),
@@ -331,6 +354,10 @@ def _init_worker(items: Items) -> None:
 
 def _work(split: str, idx: int) -> str:
     return _ITEMS(split, idx)
+
+
+def _prepare(split: str, idx: int) -> tuple:
+    return _ITEMS.prepare(split, idx)
 
 
 # ----------------------------------------------------------------------------- files
@@ -385,6 +412,11 @@ class Generator:
             contamination = Contamination.from_file(s.decontaminate, s.module, s.decontaminate_ngram)
         self.contamination = contamination
         self.items = Items(s, self.problems, self.traces, contamination)
+        self.llm = None
+        if s.llm is not None:
+            from generate import fidelity, llm
+            self.llm = llm.Paraphraser(s.llm, fidelity.check)
+            self.llm_prompt_version = llm.PROMPT_VERSION
         self.timing = {"generate_s": 0.0, "finalize_s": 0.0, "items": 0}
 
     # Planned chunks: enough item indices for every split's size if nothing were
@@ -409,11 +441,14 @@ class Generator:
         try:
             for split, start, stop in todo:
                 indices = range(start, stop)
-                if pool is None:
+                path = chunk_path(self.s.out, split, start, stop)
+                if self.llm is not None:
+                    lines = self._llm_chunk(split, indices, pool, path)
+                elif pool is None:
                     lines = (self.items(split, i) for i in indices)
                 else:
                     lines = pool.imap(partial(_work, split), indices, chunksize=64)
-                atomic_write_lines(chunk_path(self.s.out, split, start, stop), _counting(lines, bar))
+                atomic_write_lines(path, _counting(lines, bar))
                 self.timing["items"] += len(indices)
                 if self.on_chunk is not None:
                     self.on_chunk(split, start)
@@ -423,6 +458,45 @@ class Generator:
                 pool.terminate()
                 pool.join()
         self.timing["generate_s"] += time.perf_counter() - t0
+
+    def _llm_chunk(self, split: str, indices: range, pool, path: Path) -> list[str]:
+        """A chunk through an LLM paraphraser: solve in the workers, paraphrase every trace
+        of the chunk concurrently (or as one batch), then render and validate here. The
+        chunk's token usage is saved next to it for the manifest."""
+        from generate.llm import Job
+        if pool is None:
+            prepared = [self.items.prepare(split, i) for i in indices]
+        else:
+            prepared = list(pool.imap(partial(_prepare, split), indices, chunksize=64))
+        jobs = [Job(self.items.plain_steps(ev) if ev is not None and not reason else [])
+                for _, ev, reason in prepared]
+        before = dataclasses.replace(self.llm.usage)
+        self.llm.run(jobs, batch_file=path.with_name(path.stem + ".batch.json"))
+        used = dataclasses.replace(self.llm.usage)
+        for f in dataclasses.fields(used):
+            setattr(used, f.name, getattr(used, f.name) - getattr(before, f.name))
+        atomic_write_text(path.with_name(path.stem + ".llm.json"), json.dumps(used.as_dict()))
+        lines = []
+        for i, (puzzle, events, reason), job in zip(indices, prepared, jobs):
+            if events is not None and not reason and job.result is None:
+                reason = job.reason or "paraphrase_failed"
+            lines.append(self.items.finish(split, i, puzzle, events, reason, steps=job.result))
+        return lines
+
+    def llm_usage(self) -> Optional[dict]:
+        """Requests, tokens and estimated cost of the LLM paraphraser, summed over every
+        chunk of the dataset (made by this process or an earlier, interrupted one)."""
+        if self.llm is None:
+            return None
+        from generate.llm import Usage
+        total = Usage()
+        for f in sorted((self.s.out / ".work").glob("*/*.llm.json")):
+            total.add(Usage(**json.loads(f.read_text())))
+        c = self.llm.c
+        return {"provider": c.name, "model": c.model, "base_url": c.base_url, "batch": c.batch,
+                "prompt_version": self.llm_prompt_version, **total.as_dict(),
+                "estimated_cost_usd": self.llm.cost(total),
+                "price_per_mtok": {"input": c.price_input_per_mtok, "output": c.price_output_per_mtok}}
 
     def run(self) -> Path:
         s = self.s
@@ -470,6 +544,8 @@ class Generator:
         man = manifest_dict(s, report, self.sizes)
         if self.contamination is not None:
             man["config"]["decontaminate"].update(self.contamination.summary())
+        if self.llm is not None:
+            man["llm"] = self.llm_usage()
         atomic_write_text(s.out / "README.md", dataset_card(man, s.out))
         atomic_write_text(s.out / "manifest.json", json.dumps(man, indent=2, ensure_ascii=False))
 

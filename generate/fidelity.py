@@ -1,0 +1,110 @@
+"""Does a paraphrased step still say what the step said?
+
+LLMs drop numbers, invent equations and do arithmetic of their own. A rewrite of a step
+passes only when
+
+- it is still one line (ends with one newline, holds no other) with no erasing characters
+  (``paraphrase_structure``);
+- every number of the original is still there, as often (``paraphrase_lost_number``), and
+  no number the original does not have was added (``paraphrase_new_number``);
+- it states no equation the original did not (``paraphrase_new_equation``);
+- every equation it states is true, checked with sympy (``paraphrase_false_arithmetic``).
+
+A reason comes back as ``"<reason>: <detail>"``; the part before the colon is what the
+manifest counts. The answer line is never paraphrased and the validator still checks the
+whole record (answer, length budget) afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+from typing import Optional
+
+from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
+
+REASONS = ("paraphrase_structure", "paraphrase_lost_number", "paraphrase_new_number", "paraphrase_new_equation",
+           "paraphrase_false_arithmetic", "paraphrase_malformed", "paraphrase_failed")
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
+# "<arithmetic> = <number>": the left side is digits, operators, parentheses and spaces.
+_EQUATION = re.compile(r"((?:[-+*/×÷()\s]*\d+)(?:\s*[-+*/×÷]\s*[-(\s]*\d+\)*)+)\s*=\s*(-?\d+)")
+
+
+def equations(text: str) -> set[str]:
+    """The equations a text states, spaces and the multiplication sign normalised.
+
+    >>> sorted(equations("Try 25 - 8 = 17, then (17 × 3) = 51. Left: 51."))
+    ['(17*3)=51', '25-8=17']
+    """
+    return {_norm(m.group(1)) + "=" + m.group(2) for m in _EQUATION.finditer(text)}
+
+
+def _norm(expr: str) -> str:
+    return re.sub(r"\s+", "", expr).replace("×", "*").replace("÷", "/").strip("+")
+
+
+@lru_cache(maxsize=65536)
+def true_equation(equation: str) -> bool:
+    """Exact arithmetic with sympy; never evaluates anything but numbers and + - * / ( ).
+
+    >>> true_equation("(17*3)=51"), true_equation("7/2=3")
+    (True, False)
+    """
+    import sympy
+    left, right = equation.rsplit("=", 1)
+    if not re.fullmatch(r"[-+*/()\d]+", left) or len(left) > 200:
+        return False
+    try:
+        value = sympy.sympify(left, rational=True, evaluate=True)
+    except (sympy.SympifyError, SyntaxError, TypeError, ZeroDivisionError):
+        return False
+    return bool(value.is_number and value == sympy.Integer(int(right)))
+
+
+def check(original: str, rewritten: str) -> Optional[str]:
+    """The reason ``rewritten`` is not a faithful paraphrase of ``original``, or None.
+
+    >>> check("25 - 8 = 17. Left: 3, 17.\\n", "Let me try 25 - 8 = 17, so 3 and 17 remain.\\n") is None
+    True
+    >>> check("25 - 8 = 17. Left: 3, 17.\\n", "Let me try 25 - 8 = 18, so 3 and 18 remain.\\n")
+    'paraphrase_lost_number: 17 lost'
+    >>> check("25 - 8 = 17. Left: 3, 17.\\n", "25 - 8 = 17, and 17 + 3 = 20. Left: 3, 17.\\n")
+    'paraphrase_new_number: 20 added'
+    """
+    if (not rewritten.endswith("\n") or rewritten.count("\n") != 1 or BACKSPACE in rewritten
+            or BACKTRACK_TOKEN in rewritten or not rewritten.strip()):
+        return "paraphrase_structure: a step is one non-empty line ending in a newline, with no erasing characters"
+    before, after = _plain_numbers(original), _plain_numbers(rewritten)
+    lost = before - after
+    if lost:
+        return f"paraphrase_lost_number: {', '.join(sorted(lost))} lost"
+    added = set(after) - set(before)  # a number said twice is not a new number
+    if added:
+        return f"paraphrase_new_number: {', '.join(sorted(added))} added"
+    new = equations(rewritten) - equations(original)
+    for eq in sorted(new):
+        if not true_equation(eq):
+            return f"paraphrase_false_arithmetic: {eq} is false"
+    # a true equation written differently (e.g. "8 subtracted from 25 = 17") carries no new
+    # number; one built from the step's numbers in a new way is still new
+    if new and not any(_same_sides(eq, equations(original)) for eq in new):
+        return f"paraphrase_new_equation: {sorted(new)[0]} is not in the step"
+    return None
+
+
+def _plain_numbers(text: str) -> Counter:
+    """The numbers a text writes, as a multiset, signs dropped (a paraphrase may say "minus").
+
+    >>> sorted(_plain_numbers("25 - 8 = 17, left: 3, 17, -4.").elements())
+    ['17', '17', '25', '3', '4', '8']
+    """
+    return Counter(m.group(0).lstrip("-") for m in _NUMBER.finditer(text))
+
+
+def _same_sides(eq: str, originals: set[str]) -> bool:
+    """Whether ``eq`` is an original equation with its operands and result unchanged, only
+    written differently (parentheses, order of a commutative operation)."""
+    nums = sorted(re.findall(r"\d+", eq))
+    return any(sorted(re.findall(r"\d+", o)) == nums for o in originals)
