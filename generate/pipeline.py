@@ -42,10 +42,11 @@ from generate.splits import HELDOUT_SPLIT, item_rng, split_of
 from solvers import TASKS
 from solvers.config import ConfigError, build, check_choice, check_int_range
 from solvers import variants
-from solvers.trace import BACKSPACE, STYLES, Step, render, stats
+from solvers.trace import BACKSPACE, STYLES, MalformedTrace, Step, collapse, render, stats
 
 SPLITS = ("train", "val", "test")
 MAX_DRAWS = 10_000  # puzzles drawn for one item before it is given up as "no_puzzle"
+DIVERSITY_SAMPLE = 2000  # records per split whose wording diversity is measured
 
 
 def package_version() -> str:
@@ -554,6 +555,7 @@ class Generator:
         seen: set[int] = set()
         rejections: dict[str, int] = {}
         acc = _StatsAccumulator()
+        diversity = _Diversity()
         shards: list[str] = []
         buffer: list[str] = []
         items_used = 0
@@ -592,6 +594,8 @@ class Generator:
                         continue
                     seen.add(h)
                     acc.add(meta["stats"])
+                    if acc.count <= DIVERSITY_SAMPLE:
+                        diversity.add(json.loads(record).get("Reasoning", ""))
                     buffer.append(record)
                     if len(buffer) == s.shard_size:
                         flush()
@@ -603,7 +607,30 @@ class Generator:
         if buffer or not shards:
             flush()
         return {"records": acc.count, "items_used": items_used, "shards": shards,
-                "rejections": dict(sorted(rejections.items())), "stats": acc.summary()}
+                "rejections": dict(sorted(rejections.items())),
+                "stats": {**acc.summary(), **diversity.summary()}}
+
+
+class _Diversity:
+    """Distinct n-gram ratios of the kept text (distinct-n: distinct word n-grams over all
+    word n-grams, Li et al. 2016) over the first ``DIVERSITY_SAMPLE`` records of a split, so
+    that template and LLM wording can be compared. Low values: repetitive wording."""
+
+    def __init__(self) -> None:
+        self.grams = {n: [set(), 0] for n in (1, 2, 3)}
+
+    def add(self, reasoning: str) -> None:
+        try:
+            words = collapse(reasoning).split()
+        except MalformedTrace:
+            return
+        for n, g in self.grams.items():
+            for i in range(len(words) - n + 1):
+                g[0].add(tuple(words[i:i + n]))
+            g[1] += max(0, len(words) - n + 1)
+
+    def summary(self) -> dict:
+        return {f"distinct_{n}": round(len(g[0]) / g[1], 4) for n, g in self.grams.items() if g[1]}
 
 
 def _counting(lines, bar):
