@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.llm_servers import anthropic_server, openai_server  # noqa: F401  (fake LLM API servers)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
