@@ -87,10 +87,10 @@ def check(original: str, rewritten: str) -> Optional[str]:
     for eq in sorted(new):
         if not true_equation(eq):
             return f"paraphrase_false_arithmetic: {eq} is false"
-    # a true equation written differently (e.g. "8 subtracted from 25 = 17") carries no new
-    # number; one built from the step's numbers in a new way is still new
-    if new and not any(_same_sides(eq, equations(original)) for eq in new):
-        return f"paraphrase_new_equation: {sorted(new)[0]} is not in the step"
+    originals = {_canonical(e) for e in equations(original)}
+    for eq in sorted(new):
+        if _canonical(eq) not in originals:
+            return f"paraphrase_new_equation: {eq} is not in the step"
     return None
 
 
@@ -103,8 +103,19 @@ def _plain_numbers(text: str) -> Counter:
     return Counter(m.group(0).lstrip("-") for m in _NUMBER.finditer(text))
 
 
-def _same_sides(eq: str, originals: set[str]) -> bool:
-    """Whether ``eq`` is an original equation with its operands and result unchanged, only
-    written differently (parentheses, order of a commutative operation)."""
-    nums = sorted(re.findall(r"\d+", eq))
-    return any(sorted(re.findall(r"\d+", o)) == nums for o in originals)
+def _canonical(eq: str) -> str:
+    """One spelling per equation: outer parentheses dropped, the operands of a single + or *
+    sorted ("(8 + 25) = 33" and "25 + 8 = 33" are the same equation; "25 - 17 = 8" is not
+    "25 - 8 = 17").
+
+    >>> _canonical("(8+25)=33") == _canonical("25+8=33"), _canonical("25-17=8") == _canonical("25-8=17")
+    (True, False)
+    """
+    left, right = eq.rsplit("=", 1)
+    while left.startswith("(") and left.endswith(")") and left.count("(") == 1:
+        left = left[1:-1]
+    m = re.fullmatch(r"(-?\d+)([+*])(-?\d+)", left)
+    if m:
+        a, b = sorted([m[1], m[3]])
+        left = f"{a}{m[2]}{b}"
+    return f"{left}={right}"

@@ -144,9 +144,12 @@ def user_message(steps: list[str]) -> str:
     return json.dumps({"steps": [{"id": f"s{i}", "text": t} for i, t in enumerate(steps)]}, ensure_ascii=False)
 
 
-def retry_message(reasons: list[str]) -> str:
-    return ("Some rewrites broke the rules:\n" + "\n".join(f"- {r}" for r in reasons)
-            + "\nRewrite all the steps again, keeping every number and equation exactly.")
+def retry_message(reasons: list[str], steps: list[str]) -> str:
+    """The second ask: what broke the rules, and the steps again (the same JSON shape)."""
+    return json.dumps({"problems": reasons,
+                       "instruction": "Some rewrites broke the rules. Rewrite all the steps again, keeping "
+                                      "every number and equation exactly.",
+                       "steps": json.loads(user_message(steps))["steps"]}, ensure_ascii=False)
 
 
 class Provider:
@@ -245,11 +248,14 @@ class AnthropicProvider(Provider):
                                    max_retries=self.c.max_retries)
 
     def body(self, turns: list[dict]) -> dict:
-        return {"model": self.c.model, "max_tokens": self.c.max_tokens, "temperature": self.c.temperature,
+        body = {"model": self.c.model, "max_tokens": self.c.max_tokens,
                 "system": SYSTEM_PROMPT, "messages": turns,
                 "tools": [{"name": "paraphrase", "description": "The rewritten steps, one per id.",
                            "input_schema": SCHEMA}],
                 "tool_choice": {"type": "tool", "name": "paraphrase"}}
+        if _accepts_temperature():  # anthropic 2.x's Messages API has no temperature any more
+            body["temperature"] = self.c.temperature
+        return body
 
     async def send(self, client, body: dict) -> dict:
         return (await client.messages.create(**body)).model_dump(mode="json")
@@ -282,6 +288,13 @@ class AnthropicProvider(Provider):
             ok = row.result.type == "succeeded"
             out[row.custom_id] = row.result.message.model_dump(mode="json") if ok else None
         return out
+
+
+def _accepts_temperature() -> bool:
+    import inspect
+
+    import anthropic
+    return "temperature" in inspect.signature(anthropic.resources.messages.AsyncMessages.create).parameters
 
 
 def provider(c: LLMConfig) -> Provider:
@@ -398,7 +411,8 @@ class Paraphraser:
                 return
             if attempt == 0 and self.c.retry_on_reject:
                 self.usage.fidelity_retries += 1
-                job.turns = job.turns + [self.p.reply_turn(answer), {"role": "user", "content": retry_message(problems)}]
+                job.turns = job.turns + [self.p.reply_turn(answer),
+                                         {"role": "user", "content": retry_message(problems, job.steps)}]
 
     def run(self, jobs: list[Job], batch_file: Optional[Path] = None) -> None:
         """Paraphrase every job, live or (``batch``) through the batch API."""
@@ -437,7 +451,7 @@ class Paraphraser:
                     problems = self._judge(j, answer) if answer is not None else []
                     if not problems:
                         continue
-                    j.turns = j.turns + [self.p.reply_turn(answer), {"role": "user", "content": retry_message(problems)}]
+                    j.turns = j.turns + [self.p.reply_turn(answer), {"role": "user", "content": retry_message(problems, j.steps)}]
                 body = self.p.body(j.turns)
                 if self.cache.get(self.p.key(body)) is None:
                     bodies[f"r{rnd}-{i}"] = body

@@ -600,9 +600,14 @@ class Generator:
                     if len(buffer) == s.shard_size:
                         flush()
             if topup and acc.count == before:
-                raise ConfigError(
-                    f"n ({split})", f"the {split} split ran out of distinct puzzles after {acc.count} "
-                    f"records and {items_used} items; ask for fewer records or widen the task's ranges")
+                why = ", ".join(f"{k} {v}" for k, v in sorted(rejections.items(), key=lambda kv: -kv[1]))
+                if max(rejections, key=rejections.get, default="duplicate") == "duplicate":
+                    raise ConfigError(
+                        f"n ({split})", f"the {split} split ran out of distinct puzzles after {acc.count} "
+                        f"records and {items_used} items; ask for fewer records or widen the task's ranges")
+                raise ConfigError(f"n ({split})", f"{stop - start} more items of the {split} split gave no record "
+                                  f"({acc.count} records so far; rejected: {why}); see the reasons in "
+                                  f"generate/validate.py and the paraphraser's messages above")
             start = stop
         if buffer or not shards:
             flush()
