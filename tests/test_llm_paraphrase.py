@@ -188,3 +188,20 @@ def test_missing_api_key_is_an_error_naming_the_variable(gen_cfg, tmp_path, monk
 def test_fidelity_table(original, rewritten, reason):
     got = fidelity.check(original, rewritten)
     assert (got.split(":")[0] if got else None) == reason
+
+
+def test_python_m_generate_against_a_local_openai_compatible_server(openai_server, cli, tmp_path, monkeypatch):
+    # as a user runs it against vLLM or Ollama: no API key, the server's URL
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "out"
+    args = ["task=countdown", "paraphraser=openai", f"paraphraser.base_url={openai_server.url}",
+            "paraphraser.model=local-model", f"paraphraser.cache_dir={tmp_path / 'cache'}", "n=6", "n_val=0",
+            "n_test=0", f"out={out}", "progress=false"]
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert openai_server.count("/chat/completions") == 6
+    for r in records(out):
+        assert validate.check(r, cd, 2048) is None and collapse(r["Reasoning"]).startswith("So, ")
+    # a second run of the same command into a fresh directory asks the server nothing
+    res = cli(*args[:-2], f"out={tmp_path / 'again'}", "progress=false")
+    assert res.returncode == 0 and openai_server.count("/chat/completions") == 6
