@@ -89,6 +89,9 @@ class Settings:
     decontaminate: Optional[Path] = None  # puzzles or questions that must not appear
     decontaminate_ngram: int = 13
     llm: Any = None                      # generate.llm.LLMConfig of an LLM paraphraser
+    human: Optional[Path] = None         # a folder of seed-format human traces mixed into train
+    human_ratio: Optional[float] = None  # share of train rows that are human (upsampled to reach it)
+    human_repeat: int = 1                # or: each human trace this many times
 
     @property
     def module(self):
@@ -112,6 +115,8 @@ class Settings:
             "layout": self.layout,
             "decontaminate": _file_digest(self.decontaminate) if self.decontaminate else None,
             "decontaminate_ngram": self.decontaminate_ngram if self.decontaminate else None,
+            "human": _folder_digest(self.human) if self.human else None,
+            "human_mix": [self.human_ratio, self.human_repeat] if self.human else None,
             "max_chars": self.max_chars,
             "split_weights": self.split_weights,
             "shard_size": self.shard_size,
@@ -127,6 +132,13 @@ def _file_digest(path: Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def _folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*.json")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"sha256:{h.hexdigest()}"
 
 
@@ -198,6 +210,15 @@ def settings(cfg: dict) -> Settings:
                               f"set task={interop.EXTERNAL_TASKS[0]}")
     ngram = cfg.get("decontaminate_ngram", 13)
     check_int_range("decontaminate_ngram", ngram, 1)
+    human = cfg.get("human")
+    if human is not None:
+        human = Path(human)
+        if not human.is_dir():
+            raise ConfigError("human", f"no such folder: {human}")
+    ratio = cfg.get("human_ratio")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
+        raise ConfigError("human_ratio", f"must be a share from 0 to below 1 (or null), got {ratio!r}")
+    check_int_range("human_repeat", cfg.get("human_repeat", 1), 1)
 
     problems = files.get("problems") or files.get("traces")
     if problems is not None:
@@ -218,6 +239,7 @@ def settings(cfg: dict) -> Settings:
         seed=cfg["seed"], sizes=sizes, out=Path(out), problems=files.get("problems"),
         traces=files.get("traces"), traces_layout=traces_layout, on_bad_trace=on_bad_trace,
         layout=layout, decontaminate=files.get("decontaminate"), decontaminate_ngram=ngram, llm=llm_cfg,
+        human=human, human_ratio=ratio, human_repeat=cfg.get("human_repeat", 1),
         problems_split=cfg.get("problems_split", "train"), max_chars=cfg["max_chars"],
         split_weights=weights, workers=workers, shard=cfg["shard"],
         num_shards=cfg["num_shards"], shard_size=cfg["shard_size"],
@@ -413,6 +435,14 @@ class Generator:
             contamination = Contamination.from_file(s.decontaminate, s.module, s.decontaminate_ngram)
         self.contamination = contamination
         self.items = Items(s, self.problems, self.traces, contamination)
+        self.human, self.human_bad = [], []
+        if s.human is not None:
+            from generate.human import read_folder
+            self.human, self.human_bad = read_folder(s.human, s.max_chars)
+            for name, reason in self.human_bad:
+                print(f"human trace skipped: {s.human / name}: {reason}")
+            if not self.human:
+                raise ConfigError("human", f"{s.human} holds no good human traces ({len(self.human_bad)} bad)")
         self.llm = None
         if s.llm is not None:
             from generate import fidelity, llm
@@ -484,6 +514,14 @@ class Generator:
             lines.append(self.items.finish(split, i, puzzle, events, reason, steps=job.result))
         return lines
 
+    def human_rows(self, size: int) -> int:
+        """How many human rows the train split gets: enough to make up ``human_ratio`` of it,
+        or each human trace ``human_repeat`` times."""
+        s = self.s
+        if s.human_ratio is not None:
+            return round(s.human_ratio * size / (1 - s.human_ratio))
+        return len(self.human) * s.human_repeat
+
     def llm_usage(self) -> Optional[dict]:
         """Requests, tokens and estimated cost of the LLM paraphraser, summed over every
         chunk of the dataset (made by this process or an earlier, interrupted one)."""
@@ -547,6 +585,13 @@ class Generator:
             man["config"]["decontaminate"].update(self.contamination.summary())
         if self.llm is not None:
             man["llm"] = self.llm_usage()
+        if self.human:
+            rows = report["train"].get("human_rows", 0)
+            man["human"] = {"dir": str(s.human), "good_files": len(self.human), "rows": rows,
+                            "share_of_train": round(rows / max(1, report["train"]["records"]), 4),
+                            "mean_repeats": round(rows / len(self.human), 2), "ratio": s.human_ratio,
+                            "repeat": s.human_repeat,
+                            "bad_files": [{"file": n, "reason": r} for n, r in self.human_bad]}
         atomic_write_text(s.out / "README.md", dataset_card(man, s.out))
         atomic_write_text(s.out / "manifest.json", json.dumps(man, indent=2, ensure_ascii=False))
 
@@ -567,6 +612,21 @@ class Generator:
             buffer.clear()
 
         planned = {start: stop for sp, start, stop in self.plan() if sp == split}
+        # human traces go to train only, spread evenly between the synthetic records
+        human_rows = self.human_rows(size) if split == "train" and self.human else 0
+        mixed = 0
+
+        def mix(upto: int) -> None:
+            nonlocal mixed
+            while mixed < upto:
+                r = dict(self.human[mixed % len(self.human)])
+                if mixed >= len(self.human):  # an upsampled copy
+                    r["id"] = f"{r['id']}/copy{mixed // len(self.human)}"
+                buffer.append(json.dumps(r, ensure_ascii=False))
+                mixed += 1
+                if len(buffer) == s.shard_size:
+                    flush()
+
         start = 0
         while acc.count < size:
             if start in planned:
@@ -599,6 +659,8 @@ class Generator:
                     buffer.append(record)
                     if len(buffer) == s.shard_size:
                         flush()
+                    if human_rows:
+                        mix(human_rows * acc.count // size)
             if topup and acc.count == before:
                 why = ", ".join(f"{k} {v}" for k, v in sorted(rejections.items(), key=lambda kv: -kv[1]))
                 if max(rejections, key=rejections.get, default="duplicate") == "duplicate":
@@ -609,9 +671,12 @@ class Generator:
                                   f"({acc.count} records so far; rejected: {why}); see the reasons in "
                                   f"generate/validate.py and the paraphraser's messages above")
             start = stop
+        if human_rows:
+            mix(human_rows)
         if buffer or not shards:
             flush()
-        return {"records": acc.count, "items_used": items_used, "shards": shards,
+        extra = {"human_rows": human_rows} if human_rows else {}
+        return {"records": acc.count + human_rows, **extra, "items_used": items_used, "shards": shards,
                 "rejections": dict(sorted(rejections.items())),
                 "stats": {**acc.summary(), **diversity.summary()}}
 

@@ -67,6 +67,11 @@ def dataset_card(man: dict, out: Path) -> str:
             "\n## An example (U+0008 shown as ⌫)\n\n"
             f"Question: {first['Question']}\n\n```\n{_visible(first['Reasoning'])}\n```\n")
     files = ", ".join(f'"{split}": "{split}/*.jsonl"' for split in man["splits"])
+    if man.get("human"):
+        h = man["human"]
+        rows += (f"\n\nThe train split mixes in {h['rows']} rows of {h['good_files']} human traces from "
+                 f"`{h['dir']}` ({100 * h['share_of_train']:.1f}% of train, each trace {h['mean_repeats']}x on "
+                 f"average; `source: human`; {len(h['bad_files'])} bad files skipped).")
     return f"""# {man['dataset']}
 
 Reasoning traces for the task `{cfg['task']['name']}`, style `{cfg['style']}`, paraphraser

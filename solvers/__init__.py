@@ -14,3 +14,25 @@ TASKS = {
     graph.NAME: graph,
     sudoku.NAME: sudoku,
 }
+
+# Human traces that name no task (generate/human.py) are checked against their known Answer.
+HUMAN = "human"
+
+
+def known_answer(puzzle: dict, answer) -> bool:
+    """The verifier of a trace whose puzzle is just ``{"Question", "Answer"}``: the answer,
+    as an integer or its text, equals the known Answer.
+
+    >>> known_answer({"Question": "What is 2 + 2?", "Answer": 4}, " 4 "), known_answer({"Answer": 4}, "4.0")
+    (True, False)
+    """
+    want = puzzle.get("Answer")
+    if isinstance(answer, str) and len(answer) <= 64:
+        return answer.strip() == str(want)
+    return type(answer) is type(want) and answer == want
+
+
+def verifier(task: str):
+    """``verify(puzzle, answer)`` for a record's task: the task's own, or for human traces
+    without one the known-answer check."""
+    return known_answer if task == HUMAN else TASKS[task].verify

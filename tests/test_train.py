@@ -281,3 +281,17 @@ def test_every_task_trains_end_to_end(tmp_path):
         samples = [json.loads(line) for line in open(path.parent / "samples.jsonl")]
         assert {s["task"] for s in samples} <= set(others) and len({s["task"] for s in samples}) == 1
         assert json.loads(path.read_text())["grpo_steps"] == 1
+
+
+def test_a_mixed_human_and_synthetic_dataset_trains(tmp_path):
+    """python -m train experiment=smoke data.human=DIR: the shipped example traces mixed in,
+    through SFT and GRPO (whose rewards check a human trace against its known Answer)."""
+    run_dir = tmp_path / "run"
+    r = run_train("experiment=smoke", "data.human=data/human", "data.human_ratio=0.25", "data.n=60",
+                  "sft.max_steps=2", "grpo.max_steps=1", "eval.n_problems=2", "eval.max_new_tokens=32",
+                  f"hydra.run.dir={run_dir}", f"data.cache_dir={tmp_path / 'cache'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    data_dir = next((tmp_path / "cache").iterdir())
+    man = json.loads((data_dir / "manifest.json").read_text())
+    assert man["human"]["rows"] == 20 and man["counts"]["train"] == 80
+    assert json.loads((run_dir / "metrics.json").read_text())["grpo_steps"] == 1

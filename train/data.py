@@ -44,7 +44,8 @@ def generate_config(data: dict) -> dict:
     base.update(task=task, paraphraser={"name": data["paraphraser"]}, style=data["style"],
                 n=data["n"], n_val=data["n_val"], n_test=data["n_test"], seed=data["seed"],
                 max_chars=data["max_chars"], progress=True, workers=None,
-                **{k: data[k] for k in ("mix", "think", "notes", "slips") if k in data})
+                **{k: data[k] for k in ("mix", "think", "notes", "slips", "human", "human_ratio", "human_repeat")
+                   if k in data})
     base["n_test_unseen"] = data.get("n_test_unseen", 0)
     digest = hashlib.sha256(json.dumps({k: v for k, v in base.items() if k not in ("out", "workers", "progress")},
                                        sort_keys=True).encode()).hexdigest()[:16]
@@ -72,13 +73,6 @@ def read_split(path: Path, split: str) -> list[dict]:
         with open(shard, encoding="utf-8") as f:
             records.extend(json.loads(line) for line in f)
     return records
-
-
-def task_of(record: dict):
-    name = record.get("task")
-    if name not in TASKS:
-        raise ConfigError("data", f"record {record.get('id')} has unknown task {name!r}")
-    return TASKS[name]
 
 
 def sft_example(record: dict, tokenizer, mask_erased: bool) -> dict:

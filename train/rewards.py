@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from solvers import TASKS
+from solvers import verifier
 from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse, final_answer
 
 
@@ -31,7 +31,7 @@ def judge(completion: str, puzzle, task: str) -> dict:
     except MalformedTrace:
         page, malformed = None, True
     answer = final_answer(page) if page is not None else None
-    correct = answer is not None and bool(TASKS[task].verify(_puzzle(puzzle), answer))
+    correct = answer is not None and bool(verifier(task)(_puzzle(puzzle), answer))
     return {"collapsed": page, "answer": answer, "correct": correct, "malformed": malformed}
 
 
