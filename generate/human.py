@@ -71,9 +71,14 @@ def arithmetic_answer(question: str) -> Optional[int]:
     return int(value) if value.is_Integer else None
 
 
-def _states_answer(collapsed: str, answer: Any) -> bool:
+def states_answer(collapsed: str, answer: Any) -> bool:
     """Whether the last non-empty line of the kept text states the answer: "Answer: 42",
-    "so it is 42." (as a whole number or text, not inside a longer number)."""
+    "so it is 42." (as a whole number or text, not inside a longer number). The recorder
+    (``generate.record``) asks the same before it saves a trace.
+
+    >>> states_answer("7 * 6 = 42\\nAnswer: 42\\n", 42), states_answer("Answer: 420", 42)
+    (True, False)
+    """
     lines = [line for line in collapsed.splitlines() if line.strip()]
     if not lines:
         return False
@@ -108,7 +113,7 @@ def check_file(path: Path, max_chars: int = 2048) -> tuple[Optional[dict], Optio
         page = collapse(obj["Reasoning"])
     except MalformedTrace as e:
         return None, f"malformed_backspaces: {e}"
-    if not _states_answer(page, answer):
+    if not states_answer(page, answer):
         return None, f"missing_answer: the last line of the reasoning does not state {answer!r}"
     if task is not None and puzzle is not None:
         try:

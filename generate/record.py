@@ -1,0 +1,493 @@
+"""Record human reasoning traces in the browser: one seed-format JSON file per problem.
+
+    python -m generate.record                          # arithmetic questions, http://127.0.0.1:8765/
+    python -m generate.record --task countdown --seed 3 --timings
+    python -m generate.record --questions my.jsonl     # {"Question": ..., "Answer": 42} per line
+
+A local web app (stdlib ``http.server``, one static page, ``generate/record_page.html``). The
+page's editor only appends: a printable key appends its character, Enter appends "\\n",
+Backspace appends U+0008 and removes the last visible character. Cursor moves, paste, cut,
+drop and selection edits are blocked, so what is recorded is exactly text plus backspaces,
+the way a person typed it. The person enters the answer; the server checks it (the task's
+``verify``, or the file's integer ``Answer``) and, on save, writes
+
+    {"Question": "...", "Answer": 258, "Reasoning": "... with U+0008 ..."}
+
+to ``--out`` (default ``data/human/``) as ``{task}-{YYYYmmdd-HHMMSS}-{n}.json``, plus
+``"task"`` and ``"puzzle"`` when the question came from a task (``generate.human`` then checks
+the answer with the task's verifier). ``Answer`` is an int where the task's answer is an
+integer (arithmetic, file questions) and a string where it is text (a Countdown expression,
+a Sudoku grid, a graph path). With ``--timings`` a sibling ``.timings.json`` holds one
+``[ms since the question was shown, character]`` pair per character of the Reasoning.
+
+Safety: binds to 127.0.0.1; the server chooses every file name (a request that names one
+gets 400); bodies over ``--max-body`` bytes get 413, malformed JSON 400; a trace file is
+opened with mode "x" and is never overwritten; requests whose Host header is not the
+loopback address are refused (403), and POSTs must be application/json (415), so a web page
+in another tab cannot drive the recorder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from generate.human import states_answer
+from generate.splits import item_rng
+from solvers import TASKS
+from solvers.trace import BACKSPACE, MalformedTrace, collapse
+
+BUDGET = 2048            # the seed format's "ideally under 2048 characters" of Reasoning
+MAX_BODY = 64 * 1024     # 2048 characters plus their timings is about 30 KB of JSON
+MAX_ANSWER_CHARS = 4096  # a graph path on a large maze is the longest answer a task accepts
+SEARCH_LIMIT = 10_000    # questions tried for one not yet recorded before giving up on novelty
+NAME_KEYS = {"name", "filename", "file", "path", "out", "dir"}
+# Tasks whose sample() makes a question from the config alone (llm_search's come from a file).
+SAMPLED_TASKS = ("arithmetic", "countdown", "graph", "sudoku")
+# Tasks whose answer is text; every other answer is an integer, as in the seed format.
+TEXT_ANSWER_TASKS = ("countdown", "graph", "sudoku")  # an expression, a path, a grid
+_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits only, as arithmetic.verify
+# What a Reasoning may hold: printable text, "\n" and U+0008. Other control characters
+# ("\r", "\t", NUL, escape) are not typed by the page, so a stream holding one did not come from it.
+_CONTROL = re.compile(r"[\x00-\x07\x09\x0b-\x1f\x7f]")
+
+
+class RequestError(Exception):
+    """A request the server refuses: ``status`` and a message the page shows as it is."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Question:
+    index: int
+    text: str
+    task: Optional[str]   # a task name, or None for a plain "Question" line of a file
+    puzzle: Optional[dict]
+    answer: Optional[int]  # the known integer answer of a file question, if given
+
+    @property
+    def integer_answer(self) -> bool:
+        """Whether the seed format's Answer is an int here (else the task's text answer)."""
+        return self.task not in TEXT_ANSWER_TASKS
+
+
+def read_questions(path: Path, task: str) -> list[Question]:
+    """A questions file: one JSON object per line, ``{"Question": str, "Answer": int}``
+    (Answer optional) or ``{"puzzle": {...}}`` (a puzzle of ``--task``, or of ``"task"``
+    when the line names one). Blank lines are skipped; a bad line raises ValueError naming it."""
+    out: list[Question] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{where}: expected an object, got {type(obj).__name__}")
+            if "puzzle" in obj:
+                name = obj.get("task", task)
+                if name not in TASKS or set(obj) - {"puzzle", "task"}:
+                    raise ValueError(f"{where}: a puzzle line is {{\"puzzle\": {{...}}, \"task\": one of "
+                                     f"{', '.join(TASKS)} (optional)}}")
+                try:
+                    puzzle = TASKS[name].parse_puzzle(obj["puzzle"])
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
+                out.append(Question(len(out), TASKS[name].question(puzzle), name, puzzle, None))
+                continue
+            text, answer = obj.get("Question"), obj.get("Answer")
+            if not isinstance(text, str) or not text.strip() or set(obj) - {"Question", "Answer"}:
+                raise ValueError(f"{where}: expected {{\"Question\": \"...\", \"Answer\": 42}} "
+                                 f"(Answer optional) or {{\"puzzle\": {{...}}}}")
+            if answer is not None and (type(answer) is not int):
+                raise ValueError(f"{where}: 'Answer' must be an integer, got {answer!r}")
+            out.append(Question(len(out), text.strip(), None, None, answer))
+    if not out:
+        raise ValueError(f"{path}: no questions")
+    return out
+
+
+def recorded_questions(out: Path) -> set[str]:
+    """The Question of every trace already in ``out``: the recorder does not hand them out again."""
+    seen = set()
+    for path in out.glob("*.json"):
+        if path.name.endswith(".timings.json"):
+            continue
+        try:
+            q = json.loads(path.read_text(encoding="utf-8")).get("Question")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(q, str):
+            seen.add(q)
+    return seen
+
+
+class Recorder:
+    """Where the questions come from and where the traces go; thread-safe.
+
+    A question is named by its index alone: from a task, index n is the puzzle sampled with
+    ``item_rng(task, "record", seed, n)``, so a page reloaded after a server restart (same
+    ``--task`` and ``--seed``) still names the same question.
+    """
+
+    def __init__(self, task: str = "arithmetic", seed: int = 0, out: Path = Path("data/human"),
+                 questions: Optional[Path] = None, timings: bool = False, allow_wrong: bool = False,
+                 max_body: int = MAX_BODY) -> None:
+        if task not in SAMPLED_TASKS:
+            raise ValueError(f"--task must be one of {', '.join(SAMPLED_TASKS)}; got {task!r}")
+        self.task, self.seed, self.out = task, seed, Path(out)
+        self.timings, self.allow_wrong, self.max_body = timings, allow_wrong, max_body
+        self.file = Path(questions) if questions else None
+        self.listed = read_questions(self.file, task) if self.file else None
+        self.config = TASKS[task].Config()
+        self._lock = threading.Lock()
+        self._cache: dict[int, Question] = {}
+        self._next = 0
+        self._saves = 0
+        self._saved: dict[int, str] = {}  # question index -> file name, this session
+        self._done = recorded_questions(self.out) if self.out.is_dir() else set()
+        self._stamp = lambda: time.strftime("%Y%m%d-%H%M%S")
+
+    @property
+    def source(self) -> str:
+        return str(self.file) if self.file else f"task {self.task}, seed {self.seed}"
+
+    def question(self, index: Any) -> Question:
+        if type(index) is not int or index < 0 or (self.listed is not None and index >= len(self.listed)):
+            limit = f"0 to {len(self.listed) - 1}" if self.listed is not None else ">= 0"
+            raise RequestError(400, f"'id' must be a question number ({limit}), got {index!r}")
+        if self.listed is not None:
+            return self.listed[index]
+        with self._lock:
+            if index not in self._cache:
+                module = TASKS[self.task]
+                puzzle = module.sample(self.config, item_rng(self.task, "record", self.seed, index))
+                self._cache[index] = Question(index, module.question(puzzle), self.task, puzzle, None)
+            return self._cache[index]
+
+    def next_question(self) -> Optional[Question]:
+        """The next question not yet recorded (in ``--out``) or handed out in this session;
+        None when a questions file is used up."""
+        for _ in range(SEARCH_LIMIT):
+            with self._lock:
+                index = self._next
+                self._next += 1
+            if self.listed is not None and index >= len(self.listed):
+                return None
+            q = self.question(index)
+            if q.text not in self._done:
+                return q
+        return self.question(index)  # a small puzzle space, all recorded: repeats are allowed now
+
+    def check(self, q: Question, answer: Any) -> tuple[Optional[bool], Any, str]:
+        """(correct or None when nothing can check it, the Answer as the seed format writes it,
+        a message for the person)."""
+        if not isinstance(answer, str) or not answer.strip():
+            raise RequestError(400, "'answer' must be a non-empty string")
+        if len(answer) > MAX_ANSWER_CHARS:
+            raise RequestError(400, f"'answer' is longer than {MAX_ANSWER_CHARS} characters")
+        answer = answer.strip()
+        if q.integer_answer:
+            if not _INTEGER.fullmatch(answer):
+                return False, None, f"the answer must be an integer, like 42 (got {answer!r})"
+            value: Any = int(answer)
+        else:
+            value = answer
+        if q.task is not None:
+            ok = TASKS[q.task].verify(q.puzzle, value)
+        elif q.answer is not None:
+            ok = value == q.answer
+        else:
+            return None, value, "no answer to check against: saved as given"
+        return ok, value, "right" if ok else "wrong"
+
+    def save(self, q: Question, reasoning: str, answer: Any, timings: Any) -> dict:
+        if q.index in self._saved:
+            raise RequestError(409, f"question {q.index} is already saved as {self._saved[q.index]}")
+        check_reasoning(reasoning)
+        correct, value, message = self.check(q, answer)
+        if value is None:
+            raise RequestError(400, message)
+        if correct is False and not self.allow_wrong:
+            raise RequestError(409, f"the answer {value!r} is wrong: fix it, or skip the question")
+        if not states_answer(collapse(reasoning), value):
+            raise RequestError(400, f"end the reasoning with a line that states the answer, "
+                                    f"such as \"Answer: {value}\"")
+        if self.timings and timings is not None:
+            check_timings(timings, reasoning)
+        record: dict[str, Any] = {"Question": q.text, "Answer": value, "Reasoning": reasoning}
+        if q.task is not None:
+            record.update(task=q.task, puzzle=q.puzzle)
+        name = self._write(q, record, timings if self.timings else None)
+        with self._lock:
+            self._done.add(q.text)
+            self._saved[q.index] = name
+        over = len(reasoning) > BUDGET
+        return {"saved": name, "correct": correct, "characters": len(reasoning),
+                "message": f"saved {name}" + (f" ({len(reasoning)} characters: over the {BUDGET} "
+                                              f"budget)" if over else "")}
+
+    def _write(self, q: Question, record: dict, timings: Optional[list]) -> str:
+        self.out.mkdir(parents=True, exist_ok=True)
+        prefix = q.task or (re.sub(r"[^A-Za-z0-9_]+", "_", self.file.stem)[:40] or "question")
+        text = json.dumps(record, ensure_ascii=False, indent=1) + "\n"
+        while True:
+            with self._lock:
+                self._saves += 1
+                stem = f"{prefix}-{self._stamp()}-{self._saves:04d}"
+            path = self.out / f"{stem}.json"
+            try:  # "x": a name that exists is never overwritten; the next number is tried instead
+                with open(path, "x", encoding="utf-8") as f:
+                    f.write(text)
+            except FileExistsError:
+                continue
+            if timings is not None:
+                try:
+                    with open(self.out / f"{stem}.timings.json", "x", encoding="utf-8") as f:
+                        json.dump(timings, f, ensure_ascii=False)
+                except FileExistsError:
+                    path.unlink()
+                    continue
+            return path.name
+
+
+def check_reasoning(reasoning: Any) -> None:
+    if not isinstance(reasoning, str):
+        raise RequestError(400, "'reasoning' must be a string")
+    bad = _CONTROL.search(reasoning)
+    if bad:
+        raise RequestError(400, f"'reasoning' holds control character U+{ord(bad[0]):04X} at "
+                                f"{bad.start()}: only text, newlines and backspaces (U+0008) are recorded")
+    try:
+        kept = collapse(reasoning)
+    except MalformedTrace as e:
+        raise RequestError(400, f"'reasoning' erases more than it wrote: {e}") from None
+    if not kept.strip():
+        raise RequestError(400, "'reasoning' is empty once its backspaces are applied")
+
+
+def check_timings(timings: Any, reasoning: str) -> None:
+    """One ``[ms, character]`` pair per character of the Reasoning, in order."""
+    if (not isinstance(timings, list) or len(timings) != len(reasoning)
+            or not all(isinstance(t, list) and len(t) == 2 and type(t[0]) in (int, float)
+                       and not isinstance(t[0], bool) and t[0] >= 0 and t[1] == c
+                       for t, c in zip(timings, reasoning))):
+        raise RequestError(400, "'timings' must be one [ms, character] pair per character of 'reasoning'")
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+def page_html() -> str:
+    return resources.files("generate").joinpath("record_page.html").read_text(encoding="utf-8")
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: "RecordServer"
+    server_version = "backspace-record"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(fmt, *args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; "
+                                                    "style-src 'unsafe-inline'; frame-ancestors 'none'")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, obj: dict) -> None:
+        self._send(status, json.dumps(obj, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+
+    def _host_ok(self) -> bool:
+        """Refuse a Host that is not this loopback server (DNS rebinding: a web page whose
+        name resolves to 127.0.0.1 would otherwise reach the recorder)."""
+        if not self.server.loopback:
+            return True
+        port = self.server.server_address[1]
+        return self.headers.get("Host", "") in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+
+    def do_GET(self) -> None:
+        if not self._host_ok():
+            return self._json(403, {"error": "this recorder answers only http://127.0.0.1 requests"})
+        path = self.path.split("?", 1)[0]
+        if path == "/":
+            return self._send(200, self.server.page, "text/html; charset=utf-8")
+        if path == "/favicon.ico":  # asked for by every browser; there is none
+            return self._send(204, b"", "image/x-icon")
+        if path == "/api/config":
+            r = self.server.recorder
+            return self._json(200, {"budget": BUDGET, "timings": r.timings, "source": r.source,
+                                    "max_body": r.max_body, "allow_wrong": r.allow_wrong})
+        self._json(404, {"error": f"no such page: {path[:100]}"})
+
+    def do_POST(self) -> None:
+        try:
+            if not self._host_ok():
+                raise RequestError(403, "this recorder answers only http://127.0.0.1 requests")
+            body = self._body()
+            path = self.path.split("?", 1)[0]
+            routes = {"/api/next": self._next, "/api/question": self._question,
+                      "/api/check": self._check, "/api/save": self._save}
+            if path not in routes:
+                raise RequestError(404, f"no such endpoint: {path[:100]}")
+            status, reply = routes[path](body)
+        except RequestError as e:
+            status, reply = e.status, {"error": str(e)}
+        except Exception as e:  # a bug: say so, keep serving
+            status, reply = 500, {"error": f"server error: {type(e).__name__}: {e}"}
+        self._json(status, reply)
+
+    def _body(self) -> dict:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            raise RequestError(411, "a request body needs a Content-Length")
+        length = int(length)
+        limit = self.server.recorder.max_body
+        if length > limit:
+            if length <= 16 * limit:  # read it out, so the client sees the 413 rather than a reset
+                self.rfile.read(length)
+            self.close_connection = True
+            raise RequestError(413, f"request body of {length} bytes is over the {limit}-byte limit")
+        raw = self.rfile.read(length)
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise RequestError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RequestError(400, f"malformed JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, f"malformed request: expected a JSON object, got {type(body).__name__}")
+        named = NAME_KEYS & set(body)
+        if named:
+            raise RequestError(400, f"the server chooses file names: {sorted(named)} not allowed")
+        return body
+
+    @staticmethod
+    def _fields(body: dict, allowed: set[str]) -> None:
+        unknown = set(body) - allowed
+        if unknown:
+            raise RequestError(400, f"unknown field(s) {sorted(unknown)[:5]}; allowed: {sorted(allowed)}")
+
+    @staticmethod
+    def _describe(q: Question) -> dict:
+        return {"id": q.index, "question": q.text, "task": q.task,
+                "answer_kind": "integer" if q.integer_answer else "text",
+                "checked": q.task is not None or q.answer is not None}
+
+    def _next(self, body: dict) -> tuple[int, dict]:
+        self._fields(body, set())
+        q = self.server.recorder.next_question()
+        if q is None:
+            return 200, {"done": True, "message": f"no more questions in {self.server.recorder.source}"}
+        return 200, self._describe(q)
+
+    def _question(self, body: dict) -> tuple[int, dict]:
+        self._fields(body, {"id"})
+        return 200, self._describe(self.server.recorder.question(body.get("id")))
+
+    def _lookup(self, body: dict) -> Question:
+        """The question named by ``id``; ``question`` (the text the page shows) must match it,
+        so a page restored after a restart with another seed cannot save under the wrong one."""
+        q = self.server.recorder.question(body.get("id"))
+        if "question" in body and body["question"] != q.text:
+            raise RequestError(409, f"question {q.index} of this server is not the one on the page "
+                                    f"(restarted with another --task, --seed or --questions?): skip it")
+        return q
+
+    def _check(self, body: dict) -> tuple[int, dict]:
+        self._fields(body, {"id", "question", "answer"})
+        correct, value, message = self.server.recorder.check(self._lookup(body), body.get("answer"))
+        return 200, {"correct": correct, "message": message}
+
+    def _save(self, body: dict) -> tuple[int, dict]:
+        self._fields(body, {"id", "question", "answer", "reasoning", "timings"})
+        q = self._lookup(body)
+        return 200, self.server.recorder.save(q, body.get("reasoning"), body.get("answer"), body.get("timings"))
+
+
+class RecordServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, recorder: Recorder, host: str = "127.0.0.1", port: int = 8765,
+                 verbose: bool = False) -> None:
+        super().__init__((host, port), Handler)
+        self.recorder, self.verbose = recorder, verbose
+        self.loopback = host in ("127.0.0.1", "localhost", "::1")
+        self.page = page_html().encode("utf-8")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/" if self.loopback else \
+            f"http://{self.server_address[0]}:{self.server_address[1]}/"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m generate.record",
+        description="Record human reasoning traces with real backspaces (U+0008) in a local web page: "
+                    "one seed-format JSON file per problem.",
+        epilog="The page appends only (keys, Enter, Backspace as U+0008); paste, cut, drop and cursor "
+               "moves are blocked. Unsaved work survives a reload (localStorage).")
+    ap.add_argument("--task", default="arithmetic", choices=SAMPLED_TASKS,
+                    help="task whose sampler makes the questions (its Config defaults); default arithmetic")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="question n is sampled from the string seed 'TASK/record/SEED/n' (default 0)")
+    ap.add_argument("--questions", type=Path, metavar="FILE",
+                    help='JSONL of {"Question": "...", "Answer": 42} (Answer optional, an integer) or '
+                         '{"puzzle": {...}, "task": "..."} lines, asked in order, instead of sampling')
+    ap.add_argument("--out", type=Path, default=Path("data/human"),
+                    help="folder for the trace files (default data/human/)")
+    ap.add_argument("--timings", action="store_true",
+                    help="also write NAME.timings.json: [ms since the question was shown, character] per character")
+    ap.add_argument("--allow-wrong", action="store_true",
+                    help="save traces whose answer the checker rejects (default: refuse them)")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1; anything else exposes the recorder to the network)")
+    ap.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    ap.add_argument("--max-body", type=int, default=MAX_BODY,
+                    help=f"largest request body in bytes (default {MAX_BODY}); larger ones get 413")
+    ap.add_argument("--verbose", action="store_true", help="log every request")
+    args = ap.parse_args(argv)
+    try:
+        recorder = Recorder(args.task, args.seed, args.out, args.questions, args.timings,
+                            args.allow_wrong, args.max_body)
+        server = RecordServer(recorder, args.host, args.port, args.verbose)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"recording {recorder.source} into {args.out}/ at {server.url}  (Ctrl+C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
