@@ -8,7 +8,8 @@ passes only when
 - every number of the original is still there, as often (``paraphrase_lost_number``), and
   no number the original does not have was added (``paraphrase_new_number``);
 - it states no equation the original did not (``paraphrase_new_equation``);
-- every equation it states is true, checked with sympy (``paraphrase_false_arithmetic``).
+- every equation it states is true, checked with sympy (``paraphrase_false_arithmetic``;
+  the readers live in ``solvers.arith``, shared with the ``llm_search`` checker).
 
 A reason comes back as ``"<reason>: <detail>"``; the part before the colon is what the
 manifest counts. The answer line is never paraphrased and the validator still checks the
@@ -19,48 +20,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from functools import lru_cache
 from typing import Optional
 
+from solvers.arith import equations, true_equation  # noqa: F401  (written once, shared with solvers)
 from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
 
 REASONS = ("paraphrase_structure", "paraphrase_lost_number", "paraphrase_new_number", "paraphrase_new_equation",
            "paraphrase_false_arithmetic", "paraphrase_malformed", "paraphrase_failed")
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
-# "<arithmetic> = <number>": the left side is digits, operators, parentheses and spaces.
-_EQUATION = re.compile(r"((?:[-+*/×÷()\s]*\d+)(?:\s*[-+*/×÷]\s*[-(\s]*\d+\)*)+)\s*=\s*(-?\d+)")
-
-
-def equations(text: str) -> set[str]:
-    """The equations a text states, spaces and the multiplication sign normalised.
-
-    >>> sorted(equations("Try 25 - 8 = 17, then (17 × 3) = 51. Left: 51."))
-    ['(17*3)=51', '25-8=17']
-    """
-    return {_norm(m.group(1)) + "=" + m.group(2) for m in _EQUATION.finditer(text)}
-
-
-def _norm(expr: str) -> str:
-    return re.sub(r"\s+", "", expr).replace("×", "*").replace("÷", "/").strip("+")
-
-
-@lru_cache(maxsize=65536)
-def true_equation(equation: str) -> bool:
-    """Exact arithmetic with sympy; never evaluates anything but numbers and + - * / ( ).
-
-    >>> true_equation("(17*3)=51"), true_equation("7/2=3")
-    (True, False)
-    """
-    import sympy
-    left, right = equation.rsplit("=", 1)
-    if not re.fullmatch(r"[-+*/()\d]+", left) or len(left) > 200:
-        return False
-    try:
-        value = sympy.sympify(left, rational=True, evaluate=True)
-    except (sympy.SympifyError, SyntaxError, TypeError, ZeroDivisionError):
-        return False
-    return bool(value.is_number and value == sympy.Integer(int(right)))
 
 
 def check(original: str, rewritten: str) -> Optional[str]:

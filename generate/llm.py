@@ -28,6 +28,12 @@ Scale and cost:
 
 API keys come from the environment variable named by ``api_key_env`` only; they are never
 written to the cache, the manifest or the logs.
+
+The same providers, cache and usage counting serve ``Proposer`` (``proposer=openai|anthropic``),
+which ``task=llm_search`` calls once per search node: a JSON ask ``{"question", "steps", "k"}``,
+structured output ``{"candidates": [{"text"}]}`` (a json_schema named "propose" on OpenAI, a
+forced tool "propose" on Anthropic). It is synchronous: it runs inside a solver, one process
+per worker, and its usage goes to a file per process under ``OUT/.work`` for the manifest.
 """
 
 from __future__ import annotations
@@ -65,8 +71,34 @@ SCHEMA = {
 }
 
 
+# The llm_search proposer's ask. Its steps must survive the checker (solvers/arith.py) and the
+# record validator, which reads "a op b = c" with one operation per equation.
+PROPOSE_VERSION = "propose-v1"
+PROPOSE_PROMPT = """You propose the next step of a worked solution to a question whose answer is an integer.
+You get the question, the steps written so far and k. Give k different candidate next steps, the most promising first.
+Rules for every candidate:
+- One short step on one line, continuing from the steps so far; do not repeat a step already written.
+- Write arithmetic one operation per equation, with its result: "7 * 3 = 21", then "12 + 21 = 33"
+  (never "12 + 7 * 3 = 33").
+- Use integers; write a negative right operand in parentheses: "5 - (-3) = 8".
+- When the steps so far already give the final result, propose "Answer: N" with N the integer answer."""
+
+PROPOSE_SCHEMA = {
+    "type": "object",
+    "properties": {"candidates": {"type": "array", "items": {
+        "type": "object", "properties": {"text": {"type": "string"}},
+        "required": ["text"], "additionalProperties": False}}},
+    "required": ["candidates"], "additionalProperties": False,
+}
+
+TOOL_DESCRIPTIONS = {"paraphrase": "The rewritten steps, one per id.",
+                     "propose": "Candidate next steps, the most promising first."}
+
+
 @dataclass
 class LLMConfig:
+    KEY = "paraphraser"  # the config group, for error messages (not a field)
+
     name: str
     model: str
     base_url: Optional[str] = None
@@ -84,7 +116,7 @@ class LLMConfig:
     price_output_per_mtok: float = 0.0
 
     def __post_init__(self) -> None:
-        key = "paraphraser"
+        key = self.KEY
         if not self.model or not isinstance(self.model, str):
             raise ConfigError(f"{key}.model", "must name the model, e.g. gpt-4o-mini")
         check_int_range(f"{key}.concurrency", self.concurrency, 1, 10_000)
@@ -104,7 +136,7 @@ class LLMConfig:
     def api_key(self) -> str:
         value = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
         if not value and self.base_url is None:
-            raise ConfigError("paraphraser.api_key_env",
+            raise ConfigError(f"{self.KEY}.api_key_env",
                               f"set the environment variable {self.api_key_env or '(none named)'} to your API key")
         return value or "not-needed"  # local OpenAI-compatible servers ignore the key
 
@@ -112,6 +144,25 @@ class LLMConfig:
 def llm_config(cfg: dict) -> LLMConfig:
     from solvers.config import build
     return build(LLMConfig, cfg, "paraphraser")
+
+
+@dataclass
+class ProposerConfig(LLMConfig):
+    """The same keys as a paraphraser's (conf/proposer/*.yaml); errors name ``proposer.*``."""
+    KEY = "proposer"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch:
+            raise ConfigError("proposer.batch", "the proposer asks one node at a time, live; set it to false")
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "prompt_version": PROPOSE_VERSION, "retry_on_reject": None}
+
+
+def proposer_config(cfg: dict) -> ProposerConfig:
+    from solvers.config import build
+    return build(ProposerConfig, cfg, "proposer")
 
 
 # ----------------------------------------------------------------------------- cache
@@ -158,8 +209,10 @@ class Provider:
 
     name = ""
 
-    def __init__(self, c: LLMConfig) -> None:
+    def __init__(self, c: LLMConfig, system: str = SYSTEM_PROMPT, schema: dict = SCHEMA,
+                 tool: str = "paraphrase") -> None:
         self.c = c
+        self.system, self.schema, self.tool = system, schema, tool  # what is asked, and the answer's shape
 
     def key(self, body: dict) -> str:
         blob = json.dumps([self.name, self.c.base_url, PROMPT_VERSION, body], sort_keys=True, ensure_ascii=False)
@@ -187,12 +240,15 @@ class OpenAIProvider(Provider):
 
     def body(self, turns: list[dict]) -> dict:
         return {"model": self.c.model, "temperature": self.c.temperature, "max_tokens": self.c.max_tokens,
-                "messages": [{"role": "system", "content": SYSTEM_PROMPT}] + turns,
+                "messages": [{"role": "system", "content": self.system}] + turns,
                 "response_format": {"type": "json_schema",
-                                    "json_schema": {"name": "paraphrase", "strict": True, "schema": SCHEMA}}}
+                                    "json_schema": {"name": self.tool, "strict": True, "schema": self.schema}}}
 
     async def send(self, client, body: dict) -> dict:
         return (await client.chat.completions.create(**body)).model_dump(mode="json")
+
+    def send_sync(self, sync_client, body: dict) -> dict:
+        return sync_client.chat.completions.create(**body).model_dump(mode="json")
 
     def reply_turn(self, answer: dict) -> dict:
         return {"role": "assistant", "content": answer["choices"][0]["message"]["content"] or ""}
@@ -249,10 +305,10 @@ class AnthropicProvider(Provider):
 
     def body(self, turns: list[dict]) -> dict:
         body = {"model": self.c.model, "max_tokens": self.c.max_tokens,
-                "system": SYSTEM_PROMPT, "messages": turns,
-                "tools": [{"name": "paraphrase", "description": "The rewritten steps, one per id.",
-                           "input_schema": SCHEMA}],
-                "tool_choice": {"type": "tool", "name": "paraphrase"}}
+                "system": self.system, "messages": turns,
+                "tools": [{"name": self.tool, "description": TOOL_DESCRIPTIONS[self.tool],
+                           "input_schema": self.schema}],
+                "tool_choice": {"type": "tool", "name": self.tool}}
         if _accepts_temperature():  # anthropic 2.x's Messages API has no temperature any more
             body["temperature"] = self.c.temperature
         return body
@@ -260,13 +316,15 @@ class AnthropicProvider(Provider):
     async def send(self, client, body: dict) -> dict:
         return (await client.messages.create(**body)).model_dump(mode="json")
 
+    def send_sync(self, sync_client, body: dict) -> dict:
+        return sync_client.messages.create(**body).model_dump(mode="json")
+
     def reply_turn(self, answer: dict) -> dict:
         return {"role": "assistant", "content": json.dumps(self._tool_input(answer))}
 
-    @staticmethod
-    def _tool_input(response: dict) -> Any:
+    def _tool_input(self, response: dict) -> Any:
         for block in response.get("content") or []:
-            if block.get("type") == "tool_use" and block.get("name") == "paraphrase":
+            if block.get("type") == "tool_use" and block.get("name") == self.tool:
                 return block.get("input")
         return None
 
@@ -297,8 +355,8 @@ def _accepts_temperature() -> bool:
     return "temperature" in inspect.signature(anthropic.resources.messages.AsyncMessages.create).parameters
 
 
-def provider(c: LLMConfig) -> Provider:
-    return {"openai": OpenAIProvider, "anthropic": AnthropicProvider}[c.name](c)
+def provider(c: LLMConfig, **ask) -> Provider:
+    return {"openai": OpenAIProvider, "anthropic": AnthropicProvider}[c.name](c, **ask)
 
 
 # ----------------------------------------------------------------------------- one trace
@@ -479,3 +537,71 @@ class Paraphraser:
     def cost(self, usage: Usage) -> float:
         price = usage.input_tokens * self.c.price_input_per_mtok + usage.output_tokens * self.c.price_output_per_mtok
         return round(price / 1e6 * (0.5 if self.c.batch else 1.0), 6)
+
+
+# ----------------------------------------------------------------------------- proposer
+
+class ProposeFailed(RuntimeError):
+    """A proposal request failed after the SDK's retries: the puzzle is given up
+    (``propose_failed``), not searched with a node silently dead."""
+
+
+def propose_message(question: str, steps: list[str], k: int) -> str:
+    return json.dumps({"question": question, "steps": list(steps), "k": k}, ensure_ascii=False)
+
+
+def candidates_of(answer: Any) -> list[str]:
+    """The candidate texts of a structured answer; [] when it is malformed (a dead node).
+
+    >>> candidates_of({"candidates": [{"text": "7 * 3 = 21"}, {"oops": 1}]}), candidates_of("{not json")
+    (['7 * 3 = 21'], [])
+    """
+    if not isinstance(answer, dict) or not isinstance(answer.get("candidates"), list):
+        return []
+    return [c["text"] for c in answer["candidates"] if isinstance(c, dict) and isinstance(c.get("text"), str)]
+
+
+class Proposer:
+    """``propose(question, steps, k) -> list[str]`` for ``solvers.llm_search``: one request
+    per search node, synchronous, cached like the paraphraser's (provider, server and the full
+    request: a re-run makes the same search and pays nothing). ``usage_file``: where this
+    process's running usage is saved after every ask, for the manifest."""
+
+    def __init__(self, c: LLMConfig, usage_file: Optional[Path] = None) -> None:
+        self.c = c
+        self.p = provider(c, system=PROPOSE_PROMPT, schema=PROPOSE_SCHEMA, tool="propose")
+        self.cache = Cache(c.cache_dir)
+        self.usage = Usage()
+        self.usage_file = usage_file
+        self._client = None
+
+    def __call__(self, question: str, steps: list[str], k: int) -> list[str]:
+        body = self.p.body([{"role": "user", "content": propose_message(question, steps, k)}])
+        key = self.p.key(body)
+        answer = self.cache.get(key)
+        if answer is not None:
+            self.usage.cached += 1
+        else:
+            if self._client is None:
+                self._client = self.p.sync_client()
+            self.usage.requests += 1
+            try:
+                answer = self.p.send_sync(self._client, body)
+            except Exception as e:  # the SDK already retried 429/5xx/timeouts max_retries times
+                self.usage.failed += 1
+                self._save()
+                raise ProposeFailed(f"proposer: request failed after {self.c.max_retries} retries: "
+                                    f"{type(e).__name__}: {str(e)[:200]}") from None
+            _, used = self.p.read(answer)
+            self.usage.input_tokens += used["input_tokens"]
+            self.usage.output_tokens += used["output_tokens"]
+            self.cache.put(key, answer)
+        self._save()
+        return candidates_of(self.p.read(answer)[0])[:k]
+
+    def _save(self) -> None:
+        if self.usage_file is not None:
+            self.usage_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.usage_file.with_name(self.usage_file.name + ".tmp")
+            tmp.write_text(json.dumps(self.usage.as_dict()))
+            os.replace(tmp, self.usage_file)

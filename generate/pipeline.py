@@ -89,6 +89,7 @@ class Settings:
     decontaminate: Optional[Path] = None  # puzzles or questions that must not appear
     decontaminate_ngram: int = 13
     llm: Any = None                      # generate.llm.LLMConfig of an LLM paraphraser
+    proposer: Any = None                 # generate.llm.ProposerConfig: the LLM a PROPOSES task (llm_search) asks
     human: Optional[Path] = None         # a folder of seed-format human traces mixed into train
     human_ratio: Optional[float] = None  # share of train rows that are human (upsampled to reach it)
     human_repeat: int = 1                # or: each human trace this many times
@@ -121,6 +122,7 @@ class Settings:
             "split_weights": self.split_weights,
             "shard_size": self.shard_size,
             "variants": self.variants(),
+            **({"proposer": self.proposer.fingerprint()} if self.proposer is not None else {}),
         }
 
     def variants(self) -> dict:
@@ -156,6 +158,17 @@ def settings(cfg: dict) -> Settings:
         from generate.llm import llm_config
         llm_cfg = llm_config(dict(cfg["paraphraser"]))
         llm_cfg.api_key()  # a missing key is an error now, not after the first chunk
+    proposer_cfg = None
+    if getattr(TASKS[name], "PROPOSES", False):  # llm_search: an LLM proposes the steps of given questions
+        from generate.llm import PROVIDERS, proposer_config
+        prop = dict(cfg.get("proposer") or {})
+        if prop.get("name") not in PROVIDERS:
+            raise ConfigError("proposer", f"task={name} needs proposer={'|'.join(PROVIDERS)} "
+                              f"(conf/proposer/*.yaml); got {prop.get('name')!r}")
+        proposer_cfg = proposer_config(prop)
+        proposer_cfg.api_key()
+        if cfg.get("problems") is None:
+            TASKS[name].sample(task_config, None)  # raises ConfigError("problems", ...): no generator
     for key in ("n", "n_val", "n_test", "n_test_unseen"):
         check_int_range(key, cfg.get(key), 0)
     check_int_range("seed", cfg.get("seed"), 0)
@@ -239,6 +252,7 @@ def settings(cfg: dict) -> Settings:
         seed=cfg["seed"], sizes=sizes, out=Path(out), problems=files.get("problems"),
         traces=files.get("traces"), traces_layout=traces_layout, on_bad_trace=on_bad_trace,
         layout=layout, decontaminate=files.get("decontaminate"), decontaminate_ngram=ngram, llm=llm_cfg,
+        proposer=proposer_cfg,
         human=human, human_ratio=ratio, human_repeat=cfg.get("human_repeat", 1),
         problems_split=cfg.get("problems_split", "train"), max_chars=cfg["max_chars"],
         split_weights=weights, workers=workers, shard=cfg["shard"],
@@ -303,6 +317,8 @@ class Items:
             return puzzle, events, "unconvertible"
         if self.problems is not None:
             puzzle = self.problems[idx]
+            if getattr(task, "PROPOSES", False):
+                return self.proposed(puzzle, config, rng)
             return puzzle, task.solve(puzzle, config, rng), "unsolved"
         for _ in range(MAX_DRAWS):
             puzzle = task.sample(s.task_config, rng)
@@ -312,6 +328,20 @@ class Items:
             if events is not None:
                 return puzzle, events, ""
         return None, None, "no_puzzle"
+
+    def proposed(self, puzzle: dict, config, rng) -> tuple[dict, Optional[list], str]:
+        """Solve with an LLM proposing the steps (llm_search). The Proposer is built lazily,
+        once per process: a forked worker opens its own cache connection and HTTP client, and
+        saves its usage to its own file under OUT/.work/proposer for the manifest."""
+        from generate.llm import ProposeFailed, Proposer
+        if getattr(self, "_proposer_pid", None) != os.getpid():
+            usage = self.s.out / ".work" / "proposer" / f"usage-{os.getpid()}-{os.urandom(4).hex()}.json"
+            self._proposer, self._proposer_pid = Proposer(self.s.proposer, usage), os.getpid()
+        try:
+            return puzzle, self.task.solve(puzzle, config, rng, propose=self._proposer), "unsolved"
+        except ProposeFailed as e:
+            print(e)
+            return puzzle, None, "propose_failed"
 
     def prepare(self, split: str, idx: int) -> tuple[Optional[dict], Optional[list], str]:
         """(puzzle, events as they will be written, reason when there are none)."""
@@ -522,6 +552,19 @@ class Generator:
             return round(s.human_ratio * size / (1 - s.human_ratio))
         return len(self.human) * s.human_repeat
 
+    def proposer_usage(self) -> dict:
+        """Requests, tokens and estimated cost of the llm_search proposer, summed over every
+        process that asked (this run's workers and those of an earlier, interrupted run)."""
+        from generate.llm import PROPOSE_VERSION, Usage
+        total = Usage()
+        for f in sorted((self.s.out / ".work" / "proposer").glob("usage-*.json")):
+            total.add(Usage(**json.loads(f.read_text())))
+        c = self.s.proposer
+        cost = (total.input_tokens * c.price_input_per_mtok + total.output_tokens * c.price_output_per_mtok) / 1e6
+        return {"provider": c.name, "model": c.model, "base_url": c.base_url, "prompt_version": PROPOSE_VERSION,
+                **total.as_dict(), "estimated_cost_usd": round(cost, 6),
+                "price_per_mtok": {"input": c.price_input_per_mtok, "output": c.price_output_per_mtok}}
+
     def llm_usage(self) -> Optional[dict]:
         """Requests, tokens and estimated cost of the LLM paraphraser, summed over every
         chunk of the dataset (made by this process or an earlier, interrupted one)."""
@@ -585,6 +628,8 @@ class Generator:
             man["config"]["decontaminate"].update(self.contamination.summary())
         if self.llm is not None:
             man["llm"] = self.llm_usage()
+        if s.proposer is not None:
+            man["proposer"] = self.proposer_usage()
         if self.human:
             rows = report["train"].get("human_rows", 0)
             man["human"] = {"dir": str(s.human), "good_files": len(self.human), "rows": rows,

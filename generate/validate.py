@@ -20,51 +20,23 @@ no_puzzle              the sampler found no puzzle the solver could solve for th
 unsolved               a given puzzle (``problems=FILE``) was not solved within the budget
 contaminated           the puzzle or question is in the ``decontaminate=FILE`` list
 unconvertible          an imported search (``traces=FILE on_bad_trace=skip``) could not be converted
+propose_failed         a request to the ``llm_search`` proposer failed after the SDK's retries
 =====================  =====================================================================
 """
 
 from __future__ import annotations
 
-import re
-from fractions import Fraction
 from types import ModuleType
 from typing import Callable, Optional
 
+from solvers.arith import EQUATION, false_equations  # noqa: F401  (the validator's reading, written once)
 from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse
 
 REASONS = ("schema", "malformed_backspaces", "missing_answer_line", "answer_mismatch",
            "wrong_answer", "false_equation", "over_length", "split_leak", "duplicate",
-           "no_puzzle", "unsolved", "contaminated", "unconvertible")
+           "no_puzzle", "unsolved", "contaminated", "unconvertible", "propose_failed")
 
-# "12 + 7 = 19" or "-4 + 3 = -1": an integer (the first may be negative), one operator,
-# an integer, an equals sign, an integer. A negative right operand is written in
-# parentheses: "5 - (-3) = 8".
-EQUATION = re.compile(r"(?<![\w.])(-?\d+) ?([-+*/×÷]) ?(\d+|\(-\d+\)) ?= ?(-?\d+)(?!\w|\.\d)")
 _FIELDS = {"Question": str, "Reasoning": str}
-
-
-def false_equations(text: str) -> list[str]:
-    """The equations in ``text`` whose arithmetic is wrong.
-
-    >>> false_equations("25 - 8 = 17. Left: 3, 17. 17 * 3 = 52. 9 / 2 = 4")
-    ['17 * 3 = 52', '9 / 2 = 4']
-    >>> false_equations("-1 - 15 = -16, 5 - (-3) = 8, 7 × 3 = 20")
-    ['7 × 3 = 20']
-    """
-    wrong = []
-    for m in EQUATION.finditer(text):
-        a, op, b, c = int(m[1]), m[2], int(m[3].strip("()")), int(m[4])
-        if op == "+":
-            ok = a + b == c
-        elif op == "-":
-            ok = a - b == c
-        elif op in "*×":
-            ok = a * b == c
-        else:
-            ok = b != 0 and Fraction(a, b) == c
-        if not ok:
-            wrong.append(m[0])
-    return wrong
 
 
 def check(record: dict, task: ModuleType, max_chars: int,

@@ -6,13 +6,14 @@ One task = one module with the same parts (``Config``, ``HEURISTICS``, ``sample`
 registered in the plain dict below. ``tests/test_tasks.py`` holds every entry to that contract.
 """
 
-from solvers import arithmetic, countdown, graph, sudoku
+from solvers import arithmetic, countdown, graph, llm_search, sudoku
 
 TASKS = {
     countdown.NAME: countdown,
     arithmetic.NAME: arithmetic,
     graph.NAME: graph,
     sudoku.NAME: sudoku,
+    llm_search.NAME: llm_search,  # needs problems=FILE and a proposer: solve(..., propose=)
 }
 
 # Human traces that name no task (generate/human.py) are checked against their known Answer.

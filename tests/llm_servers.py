@@ -21,6 +21,13 @@ letter lower-cased, which keeps every number).  Batches are answered when create
 after `polls_until_done` retrieves; their state lives in the server object, so a fresh client (as
 after a killed process) can pick a batch up by id.
 
+A model request whose user JSON has "question" instead ({"question", "steps", "k"}: the `llm_search`
+proposer's ask) is answered with `server.propose(ask) -> list[str]` as {"candidates": [{"text"}]}, in
+the json_schema content (OpenAI) or the forced tool's input (Anthropic). The default,
+`default_propose`, is `arithmetic_proposer` for questions like "What is 12 + 7 * 3?": it proposes the
+left-to-right step (wrong where precedence matters), a step with a false result, the right step,
+and "Answer: N" once one number is left. Only the "malformed" content fault applies to proposals.
+
 Faults are scripted with `server.fail_next(kind, times=1, path=None)` and consumed, in order, by the
 next requests whose path ends with `path` (default: the model endpoint; batch items count as model
 requests too):
@@ -74,6 +81,57 @@ def tokens(obj) -> int:
 
 def bump_first_number(text: str) -> str:
     return re.sub(r"\d+", lambda m: str(int(m.group()) + 1), text, count=1)
+
+
+_TOKEN = re.compile(r"-?\d+|[-+*]")
+
+
+def _eq(a: int, op: str, b: int) -> tuple[str, int]:
+    c = a + b if op == "+" else a - b if op == "-" else a * b
+    return f"{a} {op} {b if b >= 0 else f'({b})'} = {c}", c
+
+
+def arithmetic_proposer(question: str, steps: list[str], k: int) -> list[str]:
+    """A deterministic stand-in for an LLM proposing next steps of "What is a op b op c?".
+
+    The steps so far are replayed on the expression ("7 * 3 = 21" replaces "7 * 3" by 21);
+    then the candidates, at most k, in this order: the left-to-right step (a wrong order
+    where a later * binds tighter), the right step with its result one too big (false
+    arithmetic), the right step; "Answer: N" once one number is left. Unknown questions or
+    steps it cannot replay get no candidates.
+
+    >>> arithmetic_proposer("What is 12 + 7 * 3?", [], 3)
+    ['12 + 7 = 19', '7 * 3 = 22', '7 * 3 = 21']
+    >>> arithmetic_proposer("What is 12 + 7 * 3?", ["7 * 3 = 21", "12 + 21 = 33"], 3)
+    ['Answer: 33']
+    """
+    m = re.fullmatch(r"What is ([-+*\d ]+)\?", question.strip())
+    if not m:
+        return []
+    tokens = _TOKEN.findall(m[1])
+    if len(tokens) % 2 == 0 or any(not t.lstrip("-").isdigit() for t in tokens[::2]):
+        return []
+    vals = [int(t) for t in tokens[::2]]
+    ops = tokens[1::2]
+    for step in steps:  # replay: find the pair the step combined
+        sm = re.fullmatch(r"(-?\d+) ([-+*]) \(?(-?\d+)\)? = (-?\d+)", step)
+        i = next((i for i in range(len(ops)) if sm and (vals[i], ops[i], vals[i + 1]) ==
+                  (int(sm[1]), sm[2], int(sm[3]))), None)
+        if i is None:
+            return []
+        vals[i:i + 2] = [_eq(vals[i], ops[i], vals[i + 1])[1]]
+        del ops[i]
+    if not ops:
+        return [f"Answer: {vals[0]}"]
+    right = next((i for i, op in enumerate(ops) if op == "*"), 0)
+    text, c = _eq(vals[right], ops[right], vals[right + 1])
+    out = [_eq(vals[0], ops[0], vals[1])[0], text.rsplit("= ", 1)[0] + f"= {c + 1}", text]
+    return list(dict.fromkeys(out))[:k]
+
+
+def default_propose(ask: dict) -> list[str]:
+    """The fake model's proposals for an ask {"question", "steps", "k"}."""
+    return arithmetic_proposer(ask["question"], ask.get("steps") or [], int(ask.get("k") or 3))
 
 
 def text_of(content) -> str:
@@ -140,7 +198,9 @@ class FakeLLMServer:
     SERVER_ERROR = "api_error"  # the error type of a 500
 
     def __init__(self, *, polls_until_done: int = 2, delay: float = 3.0,
-                 rewrite: Callable[[str], str] = default_rewrite, retry_after: tuple[str, str] = ("1", "50")):
+                 rewrite: Callable[[str], str] = default_rewrite, retry_after: tuple[str, str] = ("1", "50"),
+                 propose: Callable[[dict], list[str]] = default_propose):
+        self.propose = propose  # the llm_search proposer's asks: {"question", "steps", "k"} -> candidate texts
         self.polls_until_done = polls_until_done
         self.delay = delay
         self.rewrite = rewrite
@@ -304,7 +364,20 @@ class FakeLLMServer:
         body = request["json"]
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
+        ask = self.ask_of(body)
+        if ask is not None:  # an llm_search proposal
+            answer = {"candidates": [{"text": t} for t in self.propose(ask)]}
+            return Response(200, self.structured_response(body, answer, request["fault"]))
         return Response(200, self.model_response(body, self.steps_of(body), request["fault"]))
+
+    def ask_of(self, body: dict) -> dict | None:
+        """The proposer's ask {"question", "steps", "k"} in the last user message, or None."""
+        users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+        try:
+            ask = json.loads(text_of(users[-1].get("content"))) if users else None
+        except ValueError:
+            return None
+        return ask if isinstance(ask, dict) and "question" in ask else None
 
     def usage(self, body: dict, output) -> tuple[int, int]:
         return tokens([body.get("system"), body.get("messages")]), tokens(output)
@@ -367,6 +440,10 @@ class FakeLLMServer:
     def model_response(self, body: dict, steps: list[dict], fault: str | None) -> dict:
         raise NotImplementedError
 
+    def structured_response(self, body: dict, answer: dict, fault: str | None) -> dict:
+        """A model response whose structured output is `answer` ("malformed": a broken one)."""
+        raise NotImplementedError
+
     def batch_in_progress(self, batch: dict) -> None:
         """A retrieve of a batch that is not done yet."""
 
@@ -402,6 +479,16 @@ class FakeOpenAI(FakeLLMServer):
 
     def model_response(self, body, steps, fault):
         answer = self.answer(steps, fault)
+        content = "{not json" if fault == "malformed" else json.dumps(answer)
+        prompt, completion = self.usage(body, content)
+        return {"id": self._new_id("chatcmpl-"), "object": "chat.completion", "created": now(),
+                "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                             "logprobs": None, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion}}
+
+    def structured_response(self, body, answer, fault):
         content = "{not json" if fault == "malformed" else json.dumps(answer)
         prompt, completion = self.usage(body, content)
         return {"id": self._new_id("chatcmpl-"), "object": "chat.completion", "created": now(),
@@ -498,6 +585,15 @@ class FakeAnthropic(FakeLLMServer):
     def model_response(self, body, steps, fault):
         answer = {"steps": "oops"} if fault == "malformed" else self.answer(steps, fault)
         tool = next((t.get("name") for t in body.get("tools") or []), "paraphrase")
+        prompt, completion = self.usage(body, answer)
+        return {"id": self._new_id("msg_"), "type": "message", "role": "assistant", "model": body.get("model"),
+                "content": [{"type": "tool_use", "id": self._new_id("toolu_"), "name": tool, "input": answer}],
+                "stop_reason": "tool_use", "stop_sequence": None,
+                "usage": {"input_tokens": prompt, "output_tokens": completion}}
+
+    def structured_response(self, body, answer, fault):
+        answer = {"candidates": "oops"} if fault == "malformed" else answer
+        tool = next((t.get("name") for t in body.get("tools") or []), "propose")
         prompt, completion = self.usage(body, answer)
         return {"id": self._new_id("msg_"), "type": "message", "role": "assistant", "model": body.get("model"),
                 "content": [{"type": "tool_use", "id": self._new_id("toolu_"), "name": tool, "input": answer}],

@@ -3,7 +3,11 @@
 solve -> render (every style, every variant) -> collapse -> verify is correct, the
 invariant ``collapse(backspace) == collapse(backtrack_token) == direct`` holds, and the
 validator accepts what the solver wrote. Then the whole pipeline, in process and through
-``python -m generate``, for every task.
+``python -m generate``, for every task that samples its own puzzles.
+
+A task whose steps an LLM proposes (``PROPOSES``: llm_search) has no sampler; here it gets
+arithmetic questions and the deterministic proposer of tests/llm_servers.py, and its
+pipeline runs against the fake provider servers in tests/test_llm_search.py.
 """
 
 import dataclasses
@@ -18,9 +22,11 @@ from solvers import TASKS, variants
 from solvers.config import ConfigError
 from solvers.trace import (BACKSPACE, STYLES, Answer, Backtrack, Step, check_events, collapse,
                            erased_mask, final_answer, render)
+from tests.llm_servers import arithmetic_proposer
 from train.rewards import judge
 
 NAMES = sorted(TASKS)
+SAMPLED = [n for n in NAMES if not getattr(TASKS[n], "PROPOSES", False)]  # the pipeline draws their puzzles
 VARIANTS = [  # (notes, slips, think): plain, each variant alone, all at once
     (False, 0.0, 0.0), (True, 0.0, 0.0), (False, 0.5, 0.0), (False, 0.0, 0.5), (True, 0.5, 0.5)]
 
@@ -28,12 +34,28 @@ VARIANTS = [  # (notes, slips, think): plain, each variant alone, all at once
 def solved(task, config, seed):
     """A (puzzle, events) the task's sampler and solver make from ``seed``."""
     rng = random.Random(seed)
+    if getattr(task, "PROPOSES", False):
+        return proposed(task, config, rng)
     for _ in range(200):
         puzzle = task.sample(config, rng)
         events = task.solve(puzzle, config, rng)
         if events is not None:
             return puzzle, events
     raise AssertionError(f"{task.NAME}: 200 draws without a solved puzzle")
+
+
+def proposed(task, config, rng):
+    """A (puzzle, events) of a PROPOSES task: "What is a op b op c?" solved with the fake proposer
+    (it proposes a wrong-order step first, so about half the traces abandon a step)."""
+    for _ in range(200):
+        nums = [rng.randint(1, 20) for _ in range(3)]
+        ops = [rng.choice("+-*") for _ in range(2)]
+        expr = f"{nums[0]} {ops[0]} {nums[1]} {ops[1]} {nums[2]}"
+        puzzle = task.parse_puzzle({"Question": f"What is {expr}?", "Answer": eval(expr)})  # our own digits
+        events = task.solve(puzzle, config, rng, propose=arithmetic_proposer)
+        if events is not None:
+            return puzzle, events
+    raise AssertionError(f"{task.NAME}: 200 questions without a solved one")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -118,7 +140,7 @@ def test_slips_never_survive_into_the_kept_text(name):
     assert slipped > 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SAMPLED)
 @pytest.mark.parametrize("style", STYLES)
 def test_pipeline_writes_valid_records_for_every_task_and_style(name, style, tmp_path, gen_cfg):
     cfg = gen_cfg(tmp_path / "out", **{"task": {"name": name}, "style": style, "n": 12, "n_val": 4, "n_test": 4,
@@ -139,7 +161,7 @@ def test_pipeline_writes_valid_records_for_every_task_and_style(name, style, tmp
     assert len(heuristics) > 1  # mix drew more than one search order
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_python_m_generate_runs_for_every_task(name, cli, tmp_path):
     out = tmp_path / name
     res = cli(f"task={name}", "n=20", "n_val=5", "n_test=5", f"out={out}", "progress=false", "notes=true")
@@ -151,7 +173,7 @@ def test_python_m_generate_runs_for_every_task(name, cli, tmp_path):
         assert validate.check(r, TASKS[name], 2048) is None
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_problems_file_works_for_every_task(name, tmp_path, gen_cfg):
     task = TASKS[name]
     puzzles = [solved(task, task.Config(), seed)[0] for seed in range(5)]
