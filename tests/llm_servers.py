@@ -478,15 +478,7 @@ class FakeOpenAI(FakeLLMServer):
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
     def model_response(self, body, steps, fault):
-        answer = self.answer(steps, fault)
-        content = "{not json" if fault == "malformed" else json.dumps(answer)
-        prompt, completion = self.usage(body, content)
-        return {"id": self._new_id("chatcmpl-"), "object": "chat.completion", "created": now(),
-                "model": body.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                          "total_tokens": prompt + completion}}
+        return self.structured_response(body, self.answer(steps, fault), fault)
 
     def structured_response(self, body, answer, fault):
         content = "{not json" if fault == "malformed" else json.dumps(answer)
@@ -583,16 +575,11 @@ class FakeAnthropic(FakeLLMServer):
         return {"type": "error", "error": {"type": kind, "message": message}}
 
     def model_response(self, body, steps, fault):
-        answer = {"steps": "oops"} if fault == "malformed" else self.answer(steps, fault)
-        tool = next((t.get("name") for t in body.get("tools") or []), "paraphrase")
-        prompt, completion = self.usage(body, answer)
-        return {"id": self._new_id("msg_"), "type": "message", "role": "assistant", "model": body.get("model"),
-                "content": [{"type": "tool_use", "id": self._new_id("toolu_"), "name": tool, "input": answer}],
-                "stop_reason": "tool_use", "stop_sequence": None,
-                "usage": {"input_tokens": prompt, "output_tokens": completion}}
+        return self.structured_response(body, self.answer(steps, fault), fault)
 
     def structured_response(self, body, answer, fault):
-        answer = {"candidates": "oops"} if fault == "malformed" else answer
+        if fault == "malformed":  # the tool's input has the right key with the wrong type
+            answer = {key: "oops" for key in answer}
         tool = next((t.get("name") for t in body.get("tools") or []), "propose")
         prompt, completion = self.usage(body, answer)
         return {"id": self._new_id("msg_"), "type": "message", "role": "assistant", "model": body.get("model"),
