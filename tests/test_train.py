@@ -78,7 +78,7 @@ def test_every_group_option_composes_and_builds_trl_configs(tmp_path, checkpoint
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_and_builds_trl_configs(tmp_path, experiment):
+def test_every_experiment_composes_and_builds_trl_configs(tmp_path, pretend_gpu, experiment):
     from train.trl_configs import grpo_config, sft_config
 
     c = compose(f"experiment={experiment}")

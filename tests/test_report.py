@@ -1,0 +1,144 @@
+"""python -m train.report: the table and plots of a sweep, on fake run directories and on a real
+two-job sweep through the joblib launcher."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytest.importorskip("matplotlib")
+
+
+def fake_run(sweep, name, config, overrides, metrics=None):
+    """A run directory as Hydra and python -m train leave it: .hydra/ always, metrics.json
+    only when the run finished."""
+    run = sweep / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def config(style, mask=False, lr=0.0015):
+    # `arm` and the interpolations copy a sweep arm into the trainer's sections, as
+    # conf/experiment/style_ablation_cpu.yaml does
+    return {"arm": {"style": style, "mask_erased": mask},
+            "data": {"task": "countdown", "style": "${arm.style}", "n": 300},
+            "sft": {"mask_erased": "${arm.mask_erased}", "learning_rate": lr, "max_steps": 10},
+            "eval": {"k": [1, 2, 4]}, "seed": 0}
+
+
+def metrics(acc, p1, p2, p4, tokens, bs):
+    return {"accuracy": acc, "pass@1": p1, "pass@2": p2, "pass@4": p4, "mean_completion_tokens": tokens,
+            "mean_completion_tokens_sampled": tokens * 1.1, "backspace_use": bs, "malformed_rate": 0.01,
+            "no_answer_rate": 0.02, "n_problems": 100, "style": "x"}
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    s = tmp_path / "sweep"
+    s.mkdir()
+    (s / "multirun.yaml").write_text("hydra: {}\n")       # Hydra's file at the sweep's root: not a run
+    fake_run(s, "0", config("direct"), ["arm={style:direct}"], metrics(0.25, 0.2, 0.3, 0.4, 60.0, 0.0))
+    fake_run(s, "1", config("backspace"), ["arm={style:backspace}"], metrics(0.3, 0.25, 0.35, 0.45, 150.0, 0.33))
+    fake_run(s, "2", config("backspace", mask=True), ["arm={style:backspace,mask_erased:true}"])  # failed
+    fake_run(s, "10", config("search"), ["arm={style:search}"], metrics(0.125, 0.1, 0.2, 0.3, 200.0, 0.0))
+    return s
+
+
+def rows(report_md):
+    lines = [line for line in report_md.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    return head, [dict(zip(head, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
+
+
+def test_report_table_shows_only_what_varies_and_lists_failed_runs(sweep, tmp_path):
+    from train.report import report
+
+    path = report(sweep, tmp_path / "out")
+    text = path.read_text()
+    head, table = rows(text)
+    # style and mask_erased vary (resolved through ${arm.*}, the arm copies left out);
+    # data.n, learning_rate, max_steps, eval.k and seed do not
+    assert head[:3] == ["run", "style", "mask_erased"]
+    assert not {"n", "learning_rate", "max_steps", "k", "seed", "arm.style"} & set(head)
+    assert [r["run"] for r in table] == ["0", "1", "2", "10"]             # numeric order, not 0, 1, 10, 2
+    assert [r["style"] for r in table] == ["direct", "backspace", "backspace", "search"]
+    assert [r["mask_erased"] for r in table] == ["false", "false", "true", "false"]
+    assert table[1]["accuracy"] == "0.300" and table[1]["pass@4"] == "0.450"
+    assert table[1]["mean_completion_tokens"] == "150.000" and table[1]["backspace_use"] == "0.330"
+    assert table[0]["malformed_rate"] == "0.010" and table[0]["no_answer_rate"] == "0.020"
+    assert "failed" in table[2]["status"] and table[2]["accuracy"] == ""
+    assert "## Failed runs" in text and "arm={style:backspace,mask_erased:true}" in text
+    for png in ("pass_at_k.png", "accuracy_vs_tokens.png"):
+        data = (tmp_path / "out" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000   # a real image, not an empty canvas
+
+
+def test_report_cli_writes_into_the_sweep_and_refuses_a_missing_dir(sweep, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "train.report", str(sweep)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(sweep / "report.md")
+    assert (sweep / "pass_at_k.png").stat().st_size > 0
+    r = subprocess.run([sys.executable, "-m", "train.report", str(tmp_path / "nowhere")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no such directory" in r.stderr
+
+
+def test_report_of_a_sweep_with_no_samples_and_only_failures(tmp_path):
+    """Greedy-only runs (eval.num_samples=0) have no pass@k; the plots say so instead of failing."""
+    from train.report import report
+
+    s = tmp_path / "s"
+    m = {"accuracy": 0.5, "mean_completion_tokens": 40.0, "backspace_use": 0.0, "malformed_rate": 0.0,
+         "no_answer_rate": 0.0}
+    fake_run(s, "0", config("direct", lr=0.001), ["sft.learning_rate=0.001"], m)
+    fake_run(s, "1", config("direct", lr=0.002), ["sft.learning_rate=0.002"])
+    head, table = rows(report(s).read_text())
+    assert head[1] == "learning_rate" and "pass@1" not in head
+    assert table[0]["accuracy"] == "0.500" and "failed" in table[1]["status"]
+    assert (s / "pass_at_k.png").stat().st_size > 0 and (s / "accuracy_vs_tokens.png").stat().st_size > 0
+
+
+def test_joblib_sweep_of_two_jobs_then_its_report(tmp_path):
+    """A real two-job multirun through hydra-joblib-launcher (two local processes), then the report."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    from train.report import report
+
+    sweep = tmp_path / "sweep"
+    r = subprocess.run(
+        [sys.executable, "-m", "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         "experiment=smoke", "data.style=backspace,direct", "grpo.enabled=false", "sft.max_steps=2",
+         "eval.n_problems=2", "eval.max_new_tokens=32", "data.n=60", "data.n_test=4",
+         f"hydra.sweep.dir={sweep}", f"data.cache_dir={tmp_path / 'cache'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Joblib.Parallel" in r.stdout + r.stderr     # the joblib launcher ran it, not the basic one
+    runs = sorted(sweep.glob("*/metrics.json"))
+    assert len(runs) == 2
+    head, table = rows(report(sweep).read_text())
+    assert head[1] == "style" and {row["style"] for row in table} == {"backspace", "direct"}
+    assert all(row["status"] == "ok" and row["accuracy"] != "" for row in table)
+
+
+@pytest.mark.parametrize("launcher, plugin, target", [
+    ("local", "hydra_plugins.hydra_joblib_launcher", "JoblibLauncher"),
+    ("slurm", "hydra_plugins.hydra_submitit_launcher", "SlurmLauncher"),   # the cluster extra
+])
+def test_launcher_presets_select_their_hydra_launcher(launcher, plugin, target):
+    pytest.importorskip(plugin)
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"launcher={launcher}", "experiment=style_ablation_cpu"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.sweeper.params.arm.startswith("choice(")   # the preset still sweeps its arms

@@ -1,0 +1,277 @@
+"""python -m train.report SWEEP_DIR [--out DIR]: one table and two plots for a multirun sweep.
+
+Reads every run directory under SWEEP_DIR (Hydra's ``multirun/train/<time>``: one folder per
+job, each with ``.hydra/config.yaml`` and ``overrides.yaml``, and ``metrics.json`` once the
+run finished) and writes to DIR (default: SWEEP_DIR):
+
+- ``report.md``: one row per run: the config keys whose values differ between the runs
+  (only those), then greedy accuracy, pass@k, mean completion tokens, backspace use and the
+  malformed / no-answer rates. A run without ``metrics.json`` is listed as failed.
+- ``pass_at_k.png``: pass@k against k, one line per run.
+- ``accuracy_vs_tokens.png``: accuracy against generated tokens per problem. pass@k of a
+  run costs k samples, so its point sits at k x the run's mean sampled completion length:
+  a run whose traces are twice as long is compared with a run that samples twice, at equal
+  test-time compute. The greedy accuracy is the hollow marker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+# The trainer's own config sections: where a value is copied under another key as well
+# (an experiment's ``arm.style`` feeding ``data.style``), the column under these is kept.
+SECTIONS = ("data", "model", "tokenizer", "peft", "quant", "hardware", "sft", "grpo", "eval", "seed", "init_from")
+RATES = ["mean_completion_tokens", "mean_completion_tokens_sampled", "backspace_use", "malformed_rate",
+         "no_answer_rate"]
+
+
+def find_runs(sweep: Path) -> list[Path]:
+    """Every directory under ``sweep`` (itself included) that Hydra ran a job in, or that holds
+    ``metrics.json``; job folders ``0, 1, ..., 10`` in numeric order."""
+    dirs = {p.parent for p in sweep.rglob(".hydra") if p.is_dir()}
+    dirs |= {p.parent for p in sweep.rglob("metrics.json")}
+    return sorted(dirs, key=lambda d: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(d))])
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """{"data": {"style": "direct"}} -> {"data.style": "direct"}; lists stay values."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def read_config(run: Path) -> dict:
+    """The run's config, resolved where it can be: Hydra's ``.hydra/config.yaml`` (written
+    before the job starts, so failed runs have it too), else the trainer's ``config.json``."""
+    from omegaconf import OmegaConf
+
+    path = run / ".hydra" / "config.yaml"
+    if path.exists():
+        cfg = OmegaConf.load(path)
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)
+        except Exception:  # an interpolation this process cannot resolve: show it as written
+            return OmegaConf.to_container(cfg, resolve=False)
+    if (run / "config.json").exists():
+        return json.loads((run / "config.json").read_text())
+    return {}
+
+
+def read_run(run: Path, sweep: Path) -> dict:
+    overrides = []
+    if (run / ".hydra" / "overrides.yaml").exists():
+        from omegaconf import OmegaConf
+        overrides = list(OmegaConf.load(run / ".hydra" / "overrides.yaml"))
+    metrics = None
+    if (run / "metrics.json").exists():
+        try:
+            metrics = json.loads((run / "metrics.json").read_text())
+        except json.JSONDecodeError:
+            metrics = None
+    name = str(run.relative_to(sweep)) if run != sweep else run.name
+    return {"dir": run, "name": name, "overrides": overrides, "metrics": metrics,
+            "config": flatten(read_config(run))}
+
+
+def varying_keys(runs: list[dict]) -> list[str]:
+    """The config keys whose values are not the same in every run, one column per distinct
+    partition of values: a key that only copies another (``arm.style`` -> ``data.style``) is
+    left out, the copy in the trainer's own sections kept."""
+    keys = sorted({k for r in runs for k in r["config"]})
+    columns: dict[tuple, str] = {}
+    for key in keys:
+        values = tuple(json.dumps(r["config"].get(key), sort_keys=True) for r in runs)
+        if len(set(values)) < 2:
+            continue
+        kept = columns.get(values)
+        if kept is None or (kept.split(".")[0] not in SECTIONS and key.split(".")[0] in SECTIONS):
+            columns[values] = key
+    return sorted(columns.values())
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """The last part of each dotted key where that is unique among ``keys``, else the whole key."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+
+
+def pass_ks(metrics: dict) -> list[int]:
+    return sorted(int(k[5:]) for k in metrics if k.startswith("pass@") and k[5:].isdigit())
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value).replace("|", "\\|")
+
+
+def label(run: dict, keys: list[str], names: dict[str, str]) -> str:
+    parts = [f"{names[k]}={fmt(run['config'].get(k))}" for k in keys]
+    return f"{run['name']}: " + (", ".join(parts) if parts else "(no differences)")
+
+
+def table(runs: list[dict], keys: list[str], names: dict[str, str]) -> str:
+    done = [r["metrics"] for r in runs if r["metrics"]]
+    ks = sorted({k for m in done for k in pass_ks(m)})
+    metric_cols = ["accuracy"] + [f"pass@{k}" for k in ks] + [c for c in RATES if any(c in m for m in done)]
+    head = ["run"] + [names[k] for k in keys] + ["status"] + metric_cols
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        cells = [r["name"]] + [fmt(r["config"].get(k)) for k in keys]
+        if r["metrics"] is None:
+            cells += ["**failed** (no metrics.json; or still running)"] + [""] * len(metric_cols)
+        elif "accuracy" not in r["metrics"]:
+            cells += ["trained, not evaluated"] + [fmt(r["metrics"].get(c)) for c in metric_cols]
+        else:
+            cells += ["ok"] + [fmt(r["metrics"].get(c)) for c in metric_cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _figure():
+    """A blank figure drawn without a display (the Agg backend: runs on clusters too)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    return plt, fig, ax
+
+
+def plot_pass_at_k(runs: list[dict], labels: dict[str, str], path: Path) -> None:
+    plt, fig, ax = _figure()
+    drawn = 0
+    for r in runs:
+        m = r["metrics"] or {}
+        ks = pass_ks(m)
+        if ks:
+            ax.plot(ks, [m[f"pass@{k}"] for k in ks], marker="o", label=labels[r["name"]])
+            drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no run has pass@k (eval.num_samples=0, or every run failed)",
+                ha="center", va="center", transform=ax.transAxes)
+    else:
+        all_ks = sorted({k for r in runs for k in pass_ks(r["metrics"] or {})})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(all_ks, [str(k) for k in all_ks])
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_accuracy_vs_tokens(runs: list[dict], labels: dict[str, str], path: Path) -> None:
+    plt, fig, ax = _figure()
+    drawn = 0
+    for r in runs:
+        m = r["metrics"] or {}
+        if "accuracy" not in m:
+            continue
+        color = f"C{drawn % 10}"
+        per_sample = m.get("mean_completion_tokens_sampled") or m.get("mean_completion_tokens")
+        ks = pass_ks(m)
+        if ks and per_sample:
+            ax.plot([k * per_sample for k in ks], [m[f"pass@{k}"] for k in ks], marker="o", color=color,
+                    label=labels[r["name"]])
+            ax.scatter([m["mean_completion_tokens"]], [m["accuracy"]], facecolors="none", edgecolors=color)
+        else:
+            ax.scatter([m["mean_completion_tokens"]], [m["accuracy"]], facecolors="none", edgecolors=color,
+                       label=labels[r["name"]])
+        drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no evaluated run", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.set_xscale("log")
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel("generated tokens per problem (k x mean sampled completion; hollow: greedy)")
+    ax.set_ylabel("pass@k (filled) / greedy accuracy (hollow)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(sweep: Path, out: Path | None = None) -> Path:
+    """Write report.md, pass_at_k.png and accuracy_vs_tokens.png for ``sweep``; return report.md's path."""
+    sweep = Path(sweep)
+    out = Path(out) if out else sweep
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [read_run(d, sweep) for d in find_runs(sweep)]
+    if not runs:
+        raise FileNotFoundError(f"{sweep}: no run directories (none holds .hydra/ or metrics.json)")
+    keys = varying_keys(runs)
+    names = short_names(keys)
+    labels = {r["name"]: label(r, keys, names) for r in runs}
+    failed = [r for r in runs if r["metrics"] is None]
+
+    plot_pass_at_k(runs, labels, out / "pass_at_k.png")
+    plot_accuracy_vs_tokens(runs, labels, out / "accuracy_vs_tokens.png")
+    lines = [
+        f"# Sweep report: {sweep}",
+        "",
+        f"{len(runs)} runs, {len(runs) - len(failed)} finished, {len(failed)} failed. "
+        "Columns before `status` are the config keys whose values differ between runs "
+        f"({', '.join(f'`{k}`' for k in keys) or 'none'}); the rest come from each run's `metrics.json`: "
+        "greedy `accuracy`, unbiased `pass@k` over the sampled completions, mean completion tokens "
+        "(greedy; `_sampled`: of the samples), `backspace_use` (share of greedy completions that erase), "
+        "and the malformed and no-answer rates of the greedy completions.",
+        "",
+        table(runs, keys, names),
+        "",
+        "![pass@k against k](pass_at_k.png)",
+        "",
+        "Accuracy at equal test-time compute: each point of a run is pass@k placed at k times its "
+        "mean sampled completion length, so a run whose answers are twice as long is read against "
+        "a shorter-writing run's pass@2 at the same x; the hollow marker is greedy accuracy.",
+        "",
+        "![accuracy against generated tokens per problem](accuracy_vs_tokens.png)",
+        "",
+    ]
+    if failed:
+        lines += ["## Failed runs", ""]
+        for r in failed:
+            lines.append(f"- `{r['dir']}`: no metrics.json (failed, or still running); overrides: `{' '.join(r['overrides']) or '(none)'}`")
+        lines.append("")
+    lines += ["## Overrides of each run", ""]
+    lines += [f"- {r['name']}: `{' '.join(r['overrides']) or '(none)'}`" for r in runs]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="a multirun sweep directory (multirun/train/<time>)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write report.md and the plots "
+                        "(default: the sweep directory)")
+    args = parser.parse_args(argv)
+    if not args.sweep.is_dir():
+        print(f"error: {args.sweep}: no such directory", file=sys.stderr)
+        sys.exit(2)
+    try:
+        path = report(args.sweep, args.out)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
