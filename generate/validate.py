@@ -21,7 +21,13 @@ unsolved               a given puzzle (``problems=FILE``) was not solved within 
 contaminated           the puzzle or question is in the ``decontaminate=FILE`` list
 unconvertible          an imported search (``traces=FILE on_bad_trace=skip``) could not be converted
 propose_failed         a request to the ``llm_search`` proposer failed after the SDK's retries
+program_output_mismatch  (task=program) a ``<program>`` re-run in the sandbox does not print its ``<output>`` block
+boxed_mismatch         (task=program) the ``<boxed>`` value is missing or is not the answer line's
 =====================  =====================================================================
+
+A task may add its own re-check of the collapsed page: a module-level
+``check_page(puzzle, page) -> Optional[str]`` runs after every check above and its reason,
+one of ``REASONS``, rejects the record (``solvers/program.py`` re-runs the programs).
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse
 
 REASONS = ("schema", "malformed_backspaces", "missing_answer_line", "answer_mismatch",
            "wrong_answer", "false_equation", "over_length", "split_leak", "duplicate",
-           "no_puzzle", "unsolved", "contaminated", "unconvertible", "propose_failed")
+           "no_puzzle", "unsolved", "contaminated", "unconvertible", "propose_failed",
+           "program_output_mismatch", "boxed_mismatch")
 
 _FIELDS = {"Question": str, "Reasoning": str}
 
@@ -70,4 +77,7 @@ def check(record: dict, task: ModuleType, max_chars: int,
         return "over_length"
     if split_of is not None and puzzle is not None and split_of(puzzle) != record.get("split"):
         return "split_leak"
+    check_page = getattr(task, "check_page", None)  # a task's own re-check (program: re-runs every program)
+    if check_page is not None:
+        return check_page(puzzle, page)
     return None

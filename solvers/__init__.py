@@ -6,7 +6,7 @@ One task = one module with the same parts (``Config``, ``HEURISTICS``, ``sample`
 registered in the plain dict below. ``tests/test_tasks.py`` holds every entry to that contract.
 """
 
-from solvers import arithmetic, countdown, graph, llm_search, sudoku
+from solvers import arithmetic, countdown, graph, llm_search, program, sudoku
 
 TASKS = {
     countdown.NAME: countdown,
@@ -14,6 +14,7 @@ TASKS = {
     graph.NAME: graph,
     sudoku.NAME: sudoku,
     llm_search.NAME: llm_search,  # needs problems=FILE and a proposer: solve(..., propose=)
+    program.NAME: program,  # runs every program it writes in solvers/sandbox.py
 }
 
 # Human traces that name no task (generate/human.py) are checked against their known Answer.

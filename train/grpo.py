@@ -8,6 +8,7 @@ from pathlib import Path
 from train.data import prompt_of, puzzle_column
 from train.rewards import REWARDS
 from train.sft import WallClockLimit
+from train.trl_configs import grpo_rewards
 
 
 def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path, peft_config=None):
@@ -20,7 +21,7 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     ds = Dataset.from_list([{"prompt": prompt_of(r["Question"]), "puzzle": puzzle_column(r), "task": r["task"]}
                             for r in records])
     callbacks = [WallClockLimit(g["max_minutes"])] if g.get("max_minutes") else []
-    trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in g["rewards"]], args=args,
+    trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in grpo_rewards(cfg)[0]], args=args,
                           train_dataset=ds, processing_class=tokenizer, peft_config=peft_config,
                           callbacks=callbacks)
     t0 = time.perf_counter()

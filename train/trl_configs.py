@@ -14,8 +14,20 @@ from solvers.config import ConfigError
 
 PROJECT_KEYS = {
     "sft": ("enabled", "mask_erased", "max_minutes", "length_buckets"),
-    "grpo": ("enabled", "rewards", "max_minutes", "n_prompts"),
+    "grpo": ("enabled", "rewards", "max_minutes", "n_prompts", "task_rewards", "reward_weights"),
 }
+
+
+def grpo_rewards(cfg: dict) -> tuple[list[str], list[float] | None]:
+    """(reward names, weights) for the task being trained: ``grpo.task_rewards.<data.task>``
+    when the config has one (task=program: the sandboxed program reward and the tag format),
+    else ``grpo.rewards`` and ``grpo.reward_weights``."""
+    g = cfg["grpo"]
+    task = (cfg.get("data") or {}).get("task")
+    chosen = (g.get("task_rewards") or {}).get(task)
+    if chosen:
+        return list(chosen["rewards"]), chosen.get("reward_weights")
+    return list(g["rewards"]), g.get("reward_weights")
 
 
 def _trl_args(cfg: dict, stage: str, out_dir: Path, cls) -> dict:
@@ -45,12 +57,12 @@ def grpo_config(cfg: dict, out_dir: Path):
     from train.rewards import REWARDS
 
     g = cfg["grpo"]
-    for name in g["rewards"]:
+    names, weights = grpo_rewards(cfg)
+    for name in names:
         if name not in REWARDS:
             raise ConfigError("grpo.rewards", f"unknown reward {name!r}; known: {', '.join(REWARDS)}")
-    weights = g.get("reward_weights")
-    if weights is not None and len(weights) != len(g["rewards"]):
-        raise ConfigError("grpo.reward_weights", f"{len(weights)} weights for {len(g['rewards'])} rewards")
+    if weights is not None and len(weights) != len(names):
+        raise ConfigError("grpo.reward_weights", f"{len(weights)} weights for {len(names)} rewards")
     batch = g["per_device_train_batch_size"] * g.get("gradient_accumulation_steps", 1)
     if batch % g["num_generations"]:
         raise ConfigError(
@@ -58,4 +70,5 @@ def grpo_config(cfg: dict, out_dir: Path):
             f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be divisible by "
             f"grpo.num_generations ({g['num_generations']}): it counts completions, num_generations per prompt")
     args = _trl_args(cfg, "grpo", out_dir, GRPOConfig)
+    args["reward_weights"] = weights
     return GRPOConfig(**args)

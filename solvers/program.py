@@ -1,0 +1,657 @@
+"""Program-aided traces: computational questions answered by Python programs that really run.
+
+A puzzle is one member of a parameterised family, e.g. ``{"family": "multiples", "a": 3,
+"b": 5, "limit": 1000}``: "What is the sum of all the natural numbers below 1000 that are
+multiples of 3 or 5?". The answer is an integer (233168), computed by the family's reference
+solution: pure Python, written differently from the program in the trace where it can be
+(inclusion-exclusion for the multiples, Pascal's triangle for the binomial counts,
+``math.comb`` for lattice paths), and checked against brute force in tests/test_program.py.
+
+Families (``Config.families``; each puzzle draws one) and their sizes, kept small so every
+program runs in well under a second (a sandbox start costs ~0.2 s; the programs themselves
+take a few milliseconds):
+
+===========  =========================================================  ==================
+family       question                                                   parameters
+===========  =========================================================  ==================
+multiples    sum of the numbers below L that are multiples of a or b    a < b in 2..9, b not
+                                                                        a multiple of a;
+                                                                        L 10..limit_max
+prime        largest prime factor of n                                  n 100..factor_max
+digits       sum of the digits of b^e                                   b 2..9, e 10..power_max
+binomial     how many C(n, r), 1 <= n <= N, exceed T                    N 10..rows_max,
+                                                                        T 10^2..10^6
+lattice      monotone paths through a w by h grid                       w, h 2..grid_max
+===========  =========================================================  ==================
+
+The trace is written in a tagged format, one line per step (the contract's "a step is a
+line"): ``<think>...</think>`` (one line), ``<program>`` / code lines / ``</program>``,
+``<output>`` / what the sandbox printed, line by line / ``</output>``, repeated as needed,
+then ``<summary>...</summary>`` and ``<boxed>N</boxed>``; the pipeline adds ``Answer: N``.
+Every ``<output>`` block holds what ``solvers.sandbox.run`` printed when the solver ran the
+program above it (stdout, then stderr), and the validator re-runs each one
+(``check_page``).
+
+Dead ends, two kinds:
+
+- a *buggy program* (``p_buggy``): the first program written has a mis-indented line, a
+  misspelled name, or an off-by-one bound; its real output (an ``IndentationError``,
+  ``NameError`` or ``IndexError`` traceback, or a wrong number) is shown, a think line says
+  what is wrong, and the fixed program follows. These stay on the page: a visible fix.
+- an *erased line* (``p_erase_line``): while a program that works is being typed, one line is
+  first written wrong ("for n in range(1, limit + 1):" where the limit is excluded) and erased
+  with backspaces before the program is finished and run. Only programs that run cleanly get
+  one, so erasures never move the line numbers of a traceback (a ``notes`` comment left
+  where a line was erased would).
+
+In the ``search`` style an erased line stays visible, followed by a "# scratch that line"
+comment; ``programs`` drops the line such a comment scratches, so the program the
+validator and the reward run is the one the writer meant. Notes (the ``notes`` variant)
+are Python comments, so a program with them runs the same.
+
+Heuristics (``Config.heuristic``; both work for every family):
+
+- ``direct``: one plan line, then the program for the question itself.
+- ``explore``: first the same program on a small instance of the family (limit 10 to 30, a
+  3 by 2 grid, ...), whose answer a person could check by hand; a think line confirms it,
+  then the full-size program. Two or three programs per trace instead of one or two.
+
+``max_steps`` counts lines written (kept or erased); the longest trace (explore, buggy,
+lattice) writes 60 (measured over 180 such puzzles), so the default 80 never cuts one.
+
+Measured (2-core machine, 100 puzzles per heuristic, template paraphraser, backspace style,
+default config): ``direct`` p50 459, p95 982, max 1,082 characters, 8 puzzles/s for sample
++ solve (one or two sandbox runs each, ~0.1-0.2 s a run); ``explore`` p50 866, p95 1,413,
+max 1,469, 5 puzzles/s. About 30% of traces fix a buggy program and 30% (explore: 50%)
+erase a line. ``python -m generate task=program n=200`` with 2 workers: 200 records in
+54 s, every program run twice (solver, validator). Distinct puzzles of the default ranges:
+multiples 22 pairs x 4,991 limits = 109,802; prime 999,901; digits 8 x 191 = 1,528;
+binomial 91 x 5 = 455; lattice 19 x 19 = 361, so a large dataset repeats the small
+families (repeats are dropped as duplicates and the pipeline draws more).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from solvers import sandbox
+from solvers.config import ConfigError, check_choice, check_int_range
+from solvers.trace import Event, Recorder
+
+NAME = "program"
+HEURISTICS = ("direct", "explore")
+FAMILIES = ("multiples", "prime", "digits", "binomial", "lattice")
+TIMEOUT = 5.0  # seconds per program: the programs here take milliseconds; a start costs ~0.2 s
+MEMORY_MB = 256
+SCRATCH = "# scratch"  # a code line starting so (the search style's back line) drops the line above it
+
+
+@dataclass
+class Config:
+    families: list[str] = field(default_factory=lambda: list(FAMILIES))  # each puzzle draws one
+    limit_max: int = 5000       # multiples: L from 10
+    factor_max: int = 1000000   # prime: n from 100 (trial division to 1000: a millisecond)
+    power_max: int = 200        # digits: e from 10 (9^200 has 191 digits)
+    rows_max: int = 100         # binomial: N from 10
+    grid_max: int = 20          # lattice: w and h from 2
+    p_buggy: float = 0.3        # chance that the first program has a bug, shown and fixed
+    p_erase_line: float = 0.3   # chance that a clean program has a wrong line typed and erased
+    heuristic: str = "direct"   # direct | explore (a small case first)
+    max_steps: int = 80         # node budget: lines written, kept or erased
+
+    def __post_init__(self) -> None:
+        self.families = list(self.families) if not isinstance(self.families, str) else self.families
+        if not isinstance(self.families, list) or not self.families:
+            raise ConfigError("task.families", f"must be a non-empty list of {', '.join(FAMILIES)}; "
+                              f"got {self.families!r}")
+        for name in self.families:
+            check_choice("task.families[]", name, FAMILIES)
+        check_int_range("task.limit_max", self.limit_max, 10, 10**6)
+        check_int_range("task.factor_max", self.factor_max, 100, 10**9)
+        check_int_range("task.power_max", self.power_max, 10, 1000)
+        check_int_range("task.rows_max", self.rows_max, 10, 200)
+        check_int_range("task.grid_max", self.grid_max, 2, 30)
+        for key in ("p_buggy", "p_erase_line"):
+            p = getattr(self, key)
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+                raise ConfigError(f"task.{key}", f"must be a probability from 0 to 1, got {p!r}")
+        check_choice("task.heuristic", self.heuristic, HEURISTICS)
+        check_int_range("task.max_steps", self.max_steps, 1, 10**6)
+
+
+# ----------------------------------------------------------------------------- families
+
+@dataclass(frozen=True)
+class Family:
+    bounds: dict            # parameter -> (lo, hi) accepted by parse_puzzle
+    sample: Callable        # (config, rng) -> params
+    small: Callable         # (params, rng) -> params of a small case (explore)
+    question: Callable      # params -> str
+    what: Callable          # params -> what the answer is, for the summary
+    case: Callable          # params -> a short name of the instance, for think lines
+    plans: tuple            # think-line phrasings of the plan, formatted with the params
+    answer: Callable        # params -> int: the reference solution
+    program: Callable       # params -> code lines; the parameters are set in the first lines
+    wrong_lines: tuple      # (index, wrong text, why): lines that may be typed wrong and erased
+    off_by_one: Optional[tuple] = None  # (index, wrong text, why) or None
+    off_by_one_shows: Callable = lambda p: True  # params -> does the off-by-one change what is printed?
+
+
+def _lcm(a: int, b: int) -> int:
+    return a * b // math.gcd(a, b)
+
+
+def _multiples_answer(a: int, b: int, limit: int) -> int:
+    # inclusion-exclusion: k (1 + 2 + ... + m) for m = (limit - 1) // k
+    def s(k: int) -> int:
+        m = (limit - 1) // k
+        return k * m * (m + 1) // 2
+    return s(a) + s(b) - s(_lcm(a, b))
+
+
+def _largest_prime_factor(n: int) -> int:
+    largest, p = 1, 2
+    while p * p <= n:
+        while n % p == 0:
+            largest, n = p, n // p
+        p += 1 if p == 2 else 2
+    return max(largest, n) if n > 1 else largest
+
+
+def _binomial_count(rows: int, threshold: int) -> int:
+    count, row = 0, [1]
+    for _ in range(rows):
+        row = [1] + [x + y for x, y in zip(row, row[1:])] + [1]
+        count += sum(c > threshold for c in row)
+    return count
+
+
+def _pair(rng: random.Random) -> tuple[int, int]:
+    while True:
+        a, b = sorted(rng.sample(range(2, 10), 2))
+        if b % a:
+            return a, b
+
+
+FAMILY = {
+    "multiples": Family(
+        bounds={"a": (2, 100), "b": (2, 100), "limit": (2, 10**6)},
+        sample=lambda c, rng: dict(zip("ab", _pair(rng)), limit=rng.randint(10, c.limit_max)),
+        small=lambda p, rng: {**p, "limit": rng.randint(10, 30)},
+        question=lambda p: (f"What is the sum of all the natural numbers below {p['limit']} "
+                            f"that are multiples of {p['a']} or {p['b']}?"),
+        what=lambda p: f"sum of the multiples of {p['a']} or {p['b']} below {p['limit']}",
+        case=lambda p: f"the limit {p['limit']}",
+        plans=("Loop over every n below {limit} and add it when {a} or {b} divides it.",
+               "A short loop will do: sum the n below {limit} that are multiples of {a} or {b}.",
+               "Let a program add up the multiples of {a} or {b} below {limit}.",
+               "Brute force is cheap here: test each n below {limit} for {a} or {b} dividing it."),
+        answer=lambda p: _multiples_answer(p["a"], p["b"], p["limit"]),
+        program=lambda p: [f"a, b = {p['a']}, {p['b']}", f"limit = {p['limit']}", "total = 0",
+                           "for n in range(1, limit):", "    if n % a == 0 or n % b == 0:",
+                           "        total += n", "print(total)"],
+        wrong_lines=((3, "for n in range(1, limit + 1):", "the limit itself is not below the limit"),
+                     (4, "    if n % a == 0 and n % b == 0:", "a multiple of either counts, so or, not and")),
+        off_by_one=(3, "for n in range(1, limit + 1):", "range(1, limit + 1) counts the limit too, "
+                    "but only numbers below it count"),
+        off_by_one_shows=lambda p: p["limit"] % p["a"] == 0 or p["limit"] % p["b"] == 0,
+    ),
+    "prime": Family(
+        bounds={"n": (2, 10**9)},
+        sample=lambda c, rng: {"n": rng.randint(100, c.factor_max)},
+        small=lambda p, rng: {"n": rng.choice([60, 84, 90, 126, 150, 195, 231, 330, 462])},
+        question=lambda p: f"What is the largest prime factor of {p['n']}?",
+        what=lambda p: f"largest prime factor of {p['n']}",
+        case=lambda p: f"the number {p['n']}",
+        plans=("Divide out factors from 2 upward; what is left at the end is the largest prime factor.",
+               "Trial division: strip each factor while it divides, and remember the last one.",
+               "A program can factor {n} by trial division and keep the largest factor.",
+               "Factor {n} by dividing out small factors; the last one standing is the answer."),
+        answer=lambda p: _largest_prime_factor(p["n"]),
+        program=lambda p: [f"n = {p['n']}", "factor = 2", "largest = 1", "while factor * factor <= n:",
+                           "    while n % factor == 0:", "        largest = factor", "        n //= factor",
+                           "    factor += 1", "if n > 1:", "    largest = n", "print(largest)"],
+        wrong_lines=((4, "    if n % factor == 0:", "a factor can divide more than once, so while, not if"),
+                     (1, "factor = 1", "1 divides everything; start at 2")),
+    ),
+    "digits": Family(
+        bounds={"base": (2, 99), "exp": (1, 1000)},
+        sample=lambda c, rng: {"base": rng.randint(2, 9), "exp": rng.randint(10, c.power_max)},
+        small=lambda p, rng: {**p, "exp": rng.randint(2, 5)},
+        question=lambda p: f"What is the sum of the digits of {p['base']}^{p['exp']}?",
+        what=lambda p: f"sum of the digits of {p['base']}^{p['exp']}",
+        case=lambda p: f"{p['base']}^{p['exp']}",
+        plans=("Python's integers are exact: compute {base}^{exp} and add its digits.",
+               "Turn {base}^{exp} into a string and sum its digits.",
+               "Let the program compute {base}^{exp} exactly, then add up the digits.",
+               "Big integers are no problem in Python: sum the digits of {base}^{exp}."),
+        answer=lambda p: sum(map(int, str(p["base"] ** p["exp"]))),
+        program=lambda p: [f"value = {p['base']} ** {p['exp']}", "total = 0", "for digit in str(value):",
+                           "    total += int(digit)", "print(total)"],
+        wrong_lines=((2, "for digit in value:", "an integer cannot be looped over; go through str(value)"),
+                     (3, "    total += digit", "a digit is a character; it needs int()")),
+    ),
+    "binomial": Family(
+        bounds={"rows": (1, 200), "threshold": (0, 10**12)},
+        sample=lambda c, rng: {"rows": rng.randint(10, c.rows_max),
+                               "threshold": 10 ** rng.randint(2, 6)},
+        small=lambda p, rng: {"rows": rng.randint(5, 7), "threshold": 10},
+        question=lambda p: (f"How many of the binomial coefficients C(n, r) with 1 <= n <= {p['rows']} "
+                            f"and 0 <= r <= n are greater than {p['threshold']}?"),
+        what=lambda p: f"count of C(n, r) above {p['threshold']} for n up to {p['rows']}",
+        case=lambda p: f"rows up to {p['rows']} and the threshold {p['threshold']}",
+        plans=("math.comb gives each C(n, r); count those above {threshold} for n up to {rows}.",
+               "Loop over n up to {rows} and every r, and count the C(n, r) greater than {threshold}.",
+               "Only about {rows} rows: a double loop with math.comb is enough.",
+               "Count the entries of Pascal's triangle above {threshold}, rows 1 to {rows}."),
+        answer=lambda p: _binomial_count(p["rows"], p["threshold"]),
+        program=lambda p: ["from math import comb", f"rows = {p['rows']}", f"threshold = {p['threshold']}",
+                           "count = 0", "for n in range(1, rows + 1):", "    for r in range(n + 1):",
+                           "        if comb(n, r) > threshold:", "            count += 1", "print(count)"],
+        wrong_lines=((6, "        if comb(n, r) >= threshold:", "greater than, not greater or equal"),
+                     (4, "for n in range(1, rows):", "range(1, rows) leaves out the last row")),
+        off_by_one=(4, "for n in range(1, rows):", "range(1, rows) stops before the last row"),
+        off_by_one_shows=lambda p: _binomial_count(p["rows"], p["threshold"]) != _binomial_count(
+            p["rows"] - 1, p["threshold"]),
+    ),
+    "lattice": Family(
+        bounds={"width": (1, 30), "height": (1, 30)},
+        sample=lambda c, rng: {"width": rng.randint(2, c.grid_max), "height": rng.randint(2, c.grid_max)},
+        small=lambda p, rng: {"width": rng.randint(2, 3), "height": 2},
+        question=lambda p: (f"How many paths lead from the top left to the bottom right corner of a "
+                            f"{p['width']} by {p['height']} grid, moving only right or down along the "
+                            f"grid lines?"),
+        what=lambda p: f"number of paths through a {p['width']} by {p['height']} grid",
+        case=lambda p: f"a {p['width']} by {p['height']} grid",
+        plans=("Count paths to each grid point: the paths from above plus the paths from the left.",
+               "Dynamic programming over the grid points, each the sum of its upper and left neighbours.",
+               "Fill a table of path counts for the {width} by {height} grid, row by row.",
+               "Every point is reached from above or from the left; add the two counts."),
+        answer=lambda p: math.comb(p["width"] + p["height"], p["width"]),
+        program=lambda p: [f"width, height = {p['width']}, {p['height']}",
+                           "paths = [[1] * (width + 1) for _ in range(height + 1)]",
+                           "for i in range(1, height + 1):", "    for j in range(1, width + 1):",
+                           "        paths[i][j] = paths[i - 1][j] + paths[i][j - 1]",
+                           "print(paths[height][width])"],
+        wrong_lines=((4, "        paths[i][j] = paths[i - 1][j] * paths[i][j - 1]",
+                      "paths from two sides add up; they do not multiply"),),
+        off_by_one=(1, "paths = [[1] * width for _ in range(height + 1)]",
+                    "a row has width + 1 grid points, not width"),
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- puzzles
+
+def question(puzzle: dict) -> str:
+    return FAMILY[puzzle["family"]].question(puzzle)
+
+
+def puzzle_key(puzzle: dict) -> str:
+    """``family:key=value,...`` in a fixed order: a puzzle's whole content."""
+    params = ",".join(f"{k}={puzzle[k]}" for k in FAMILY[puzzle["family"]].bounds)
+    return f"{puzzle['family']}:{params}"
+
+
+def is_heldout(puzzle: dict, config: Config) -> bool:
+    return False
+
+
+def parse_puzzle(obj: Any) -> dict:
+    """Check a puzzle read from a file; raise ValueError naming the field that is wrong.
+
+    >>> parse_puzzle({"family": "prime", "n": 13195})
+    {'family': 'prime', 'n': 13195}
+    >>> parse_puzzle({"family": "prime", "n": 10**12})
+    Traceback (most recent call last):
+    ...
+    ValueError: 'n' must be an integer from 2 to 1000000000, got 1000000000000
+    """
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected an object like {{\"family\": \"prime\", \"n\": 13195}}, got {type(obj).__name__}")
+    family = obj.get("family")
+    if family not in FAMILY:
+        raise ValueError(f"'family' must be one of {', '.join(FAMILIES)}; got {family!r}")
+    bounds = FAMILY[family].bounds
+    unknown = set(obj) - {"family", *bounds}
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)}; a {family} puzzle has {', '.join(bounds)}")
+    puzzle = {"family": family}
+    for key, (lo, hi) in bounds.items():  # bounds keep every reference solution fast
+        value = obj.get(key)
+        if type(value) is not int or not lo <= value <= hi:
+            raise ValueError(f"'{key}' must be an integer from {lo} to {hi}, got {value!r}")
+        puzzle[key] = value
+    if family == "multiples" and puzzle["a"] == puzzle["b"]:
+        raise ValueError("'b' must differ from 'a'")
+    return puzzle
+
+
+def sample(config: Config, rng: random.Random) -> dict:
+    family = rng.choice(config.families)
+    return {"family": family, **FAMILY[family].sample(config, rng)}
+
+
+@functools.lru_cache(maxsize=65536)
+def _reference(key: str) -> int:
+    family, params = key.split(":")
+    p = {k: int(v) for k, v in (kv.split("=") for kv in params.split(","))}
+    return FAMILY[family].answer(p)
+
+
+def reference_answer(puzzle: dict) -> int:
+    """The family's reference solution (cached: verify runs once per graded completion)."""
+    return _reference(puzzle_key(puzzle))
+
+
+# ----------------------------------------------------------------------------- running programs
+
+def shown(result: sandbox.Result) -> list[str]:
+    """The lines an ``<output>`` block shows for a run: stdout then stderr, trailing spaces
+    and leading and trailing blank lines dropped. A run killed by the sandbox says so."""
+    text = result.stdout + result.stderr
+    if result.killed_by:
+        text += f"\n[killed: {result.killed_by}]"
+    lines = [line.rstrip() for line in text.replace("\r", "").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return [line.replace("\b", "") for line in lines]
+
+
+def execute(code: str) -> list[str]:
+    """Run ``code`` in the sandbox; the lines its output block shows."""
+    return shown(sandbox.run(code, timeout=TIMEOUT, memory_mb=MEMORY_MB))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rerun(code: str) -> tuple[str, ...]:
+    # The validator's own run, cached by source: the contract test validates one page in
+    # forty styles and variants, and a program's output is a function of its text
+    # (PYTHONHASHSEED=0 in the sandbox). Separate from the solver's runs, which are never cached.
+    return tuple(execute(code))
+
+
+def programs(page: str) -> list[tuple[str, Optional[list[str]]]]:
+    """Every ``<program>`` block of a collapsed page, with the lines of the ``<output>``
+    block right after it (None when there is none). A ``# scratch ...`` line (the
+    ``search`` style's back line) drops the last code line above it that is not a comment.
+
+    >>> programs("<program>\\nx = 2\\n# scratch that line\\nprint(3)\\n</program>\\n<output>\\n3\\n</output>\\n")
+    [('print(3)', ['3'])]
+    >>> programs("<program>\\nprint(1)\\n</program>\\ntext")
+    [('print(1)', None)]
+    """
+    lines = page.split("\n")
+    found, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() != "<program>":
+            i += 1
+            continue
+        code: list[str] = []
+        i += 1
+        while i < len(lines) and lines[i].strip() != "</program>":
+            if lines[i].lstrip().startswith(SCRATCH):
+                for j in range(len(code) - 1, -1, -1):
+                    if not code[j].lstrip().startswith("#"):
+                        del code[j]
+                        break
+            else:
+                code.append(lines[i])
+            i += 1
+        i += 1
+        output = None
+        if i < len(lines) and lines[i].strip() == "<output>":
+            output, i = [], i + 1
+            while i < len(lines) and lines[i].strip() != "</output>":
+                output.append(lines[i].rstrip())
+                i += 1
+            while output and not output[-1]:
+                output.pop()
+            while output and not output[0]:
+                output.pop(0)
+            i += 1
+        found.append(("\n".join(code), output))
+    return found
+
+
+_BOXED = re.compile(r"<boxed>\s*(.*?)\s*</boxed>")
+
+
+def boxed(page: str) -> Optional[str]:
+    """The text of the last ``<boxed>...</boxed>``, or None.
+
+    >>> boxed("<boxed>1</boxed>\\n<boxed> 42 </boxed>\\nAnswer: 42")
+    '42'
+    """
+    found = _BOXED.findall(page[-100_000:])
+    return found[-1] if found else None
+
+
+def check_page(puzzle: dict, page: str) -> Optional[str]:
+    """The validator's hook: re-run every program on the collapsed page and compare what it
+    prints with the ``<output>`` block under it; the ``<boxed>`` value must be the answer
+    line's. Returns the reason for a rejection, or None.
+
+    >>> page = "<program>\\nprint(6 * 7)\\n</program>\\n<output>\\n42\\n</output>\\n<boxed>42</boxed>\\nAnswer: 42"
+    >>> check_page({}, page), check_page({}, page.replace("42\\n</output>", "41\\n</output>"))
+    (None, 'program_output_mismatch')
+    >>> check_page({}, page.replace("<boxed>42", "<boxed>43"))
+    'boxed_mismatch'
+    """
+    found = programs(page)
+    if not found:
+        return "program_output_mismatch"
+    for code, output in found:
+        if output is None or list(_rerun(code)) != output:
+            return "program_output_mismatch"
+    last = page.rsplit("\n", 1)[-1]
+    if not last.startswith("Answer: ") or boxed(page) != last[len("Answer: "):].strip():
+        return "boxed_mismatch"
+    return None
+
+
+# ----------------------------------------------------------------------------- search
+
+def _block(rec: Recorder, tag: str, lines: list[str]) -> None:
+    rec.step({"kind": "line", "text": f"<{tag}>", "final": True})
+    for line in lines:
+        rec.step({"kind": "line", "text": line, "final": True})
+    rec.step({"kind": "line", "text": f"</{tag}>", "final": True})
+
+
+def _bug(family: Family, case: dict, lines: list[str], rng: random.Random) -> tuple[list[str], dict]:
+    """A buggy version of a program, and what is wrong with it (for the fix's think line).
+    An off-by-one is chosen only where it changes what the program prints (a limit that is
+    itself a multiple, a last row with coefficients above the threshold)."""
+    shows = family.off_by_one is not None and family.off_by_one_shows(case)
+    kinds = ["indent", "name"] + (["off_by_one"] if shows else [])
+    kind = rng.choice(kinds)
+    bad = list(lines)
+    if kind == "off_by_one":
+        i, wrong, _ = family.off_by_one
+        bad[i] = wrong
+        return bad, {"bug": "off_by_one", "line": i + 1}
+    if kind == "name":  # misspell the printed name: swap its last two letters
+        name = re.match(r"print\((\w+)", lines[-1])[1]
+        typo = name[:-2] + name[-1] + name[-2]
+        bad[-1] = lines[-1].replace(name, typo, 1)
+        return bad, {"bug": "name", "wrong": typo, "right": name, "line": len(lines)}
+    # indentation: a block's first body line loses its indent, or a top-level line gains one
+    bodies = [i for i in range(1, len(lines)) if lines[i - 1].endswith(":")]
+    # an extra indent is an error only after a line that is itself not indented
+    tops = [i for i in range(1, len(lines)) if not lines[i].startswith(" ") and not lines[i - 1].startswith(" ")
+            and not lines[i - 1].endswith(":")]
+    if bodies and (not tops or rng.random() < 0.6):
+        i = rng.choice(bodies)
+        bad[i] = lines[i - 1][: len(lines[i - 1]) - len(lines[i - 1].lstrip())] + lines[i].lstrip()
+        return bad, {"bug": "indent_missing", "line": i + 1, "block": i}
+    i = rng.choice(tops)
+    bad[i] = "    " + lines[i]
+    return bad, {"bug": "indent_extra", "line": i + 1}
+
+
+def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | None:
+    """Write the trace and run its programs in the sandbox. None when the budget runs out or
+    a run does not print what it should (a sandbox failure on an overloaded machine)."""
+    family = FAMILY[puzzle["family"]]
+    params = {k: v for k, v in puzzle.items() if k != "family"}
+    rec = Recorder()
+    rec.step({"kind": "plan", "family": puzzle["family"], **params, "final": False})
+    cases = [params]
+    if config.heuristic == "explore":
+        small = family.small(params, rng)
+        if small != params:
+            rec.step({"kind": "small", "family": puzzle["family"], **small, "final": False})
+            cases = [small, params]
+    buggy = rng.random() < config.p_buggy
+    for n, case in enumerate(cases):
+        want = family.answer(case)
+        lines = family.program(case)
+        if buggy and n == 0:
+            bad, what = _bug(family, case, lines, rng)
+            _block(rec, "program", bad)
+            out = execute("\n".join(bad))
+            _block(rec, "output", out)
+            if not out or out == [str(want)]:
+                return None  # the bug did not show: not a trace worth writing
+            error = re.match(r"(\w+Error)\b", out[-1])
+            rec.step({"kind": "fix", **what, "error": error[1] if error else None, "got": out[-1],
+                      "family": puzzle["family"], "final": True})
+        rec.step({"kind": "line", "text": "<program>", "final": True})
+        erase = rng.random() < config.p_erase_line and family.wrong_lines
+        where = rng.choice(family.wrong_lines) if erase else None
+        for i, line in enumerate(lines):
+            if where and i == where[0]:
+                rec.step({"kind": "wrong", "text": where[1], "why": where[2], "final": False})
+                rec.backtrack({"line": i + 1})
+            rec.step({"kind": "line", "text": line, "final": True})
+        rec.step({"kind": "line", "text": "</program>", "final": True})
+        out = execute("\n".join(lines))
+        _block(rec, "output", out)
+        if out != [str(want)]:
+            return None
+        if n + 1 < len(cases):
+            rec.step({"kind": "checked", "value": want, "final": False})
+    answer = family.answer(params)
+    rec.step({"kind": "summary", "family": puzzle["family"], **params, "answer": answer, "final": True})
+    rec.step({"kind": "line", "text": f"<boxed>{answer}</boxed>", "final": True})
+    if rec.steps > config.max_steps:
+        return None
+    rec.answer(answer)
+    return rec.events
+
+
+# ----------------------------------------------------------------------------- words
+
+# Code, output and tag lines are written verbatim: one phrase, "{text}\n".
+LINE_PHRASES = ("{text}\n",)
+SMALL_PHRASES = (
+    "<think>First try the program on a small case, {case}, that can be checked by hand.</think>\n",
+    "<think>Check the method on {case} before the real size.</think>\n",
+    "<think>A small case first, {case}, to make sure the program is right.</think>\n",
+    "<think>Let me test on {case} first.</think>\n",
+)
+CHECKED_PHRASES = (
+    "<think>{value} is right for the small case. Now the full size.</think>\n",
+    "<think>The small case gives {value}, as expected. On to the real question.</think>\n",
+    "<think>{value} checks out. Run it at full size.</think>\n",
+    "<think>Good, {value}. Now the actual numbers.</think>\n",
+)
+FIX_PHRASES = (
+    "<think>{problem}: {why}. Fix it and run again.</think>\n",
+    "<think>That gives {problem}; {why}. Let me fix that.</think>\n",
+    "<think>{problem}. The cause: {why}. Fixing it.</think>\n",
+    "<think>{problem}, because {why}. Again, fixed.</think>\n",
+)
+SUMMARY_PHRASES = (
+    "<summary>The program printed {answer}, the {what}.</summary>\n",
+    "<summary>{answer} is the {what}.</summary>\n",
+    "<summary>The run gives {answer}: the {what}.</summary>\n",
+    "<summary>So the {what} is {answer}.</summary>\n",
+)
+# The search style's back line: a comment that scratches the code line above it (see programs).
+BACK_PHRASES = (
+    "# scratch that line\n",
+    "# scratch the line above\n",
+    "# scratch that, line {line} again\n",
+)
+# The notes variant: kept after an erased line, inside the program, so a comment.
+NOTE_PHRASES = (
+    "# not `{wrong}`: {why}\n",
+    "# ({why})\n",
+    "# careful: {why}\n",
+)
+
+
+def step_phrases(data: dict) -> tuple[str, ...]:
+    kind = data["kind"]
+    if kind in ("line", "wrong"):
+        return LINE_PHRASES
+    if kind == "plan":
+        return tuple(f"<think>{p}</think>\n" for p in FAMILY[data["family"]].plans)
+    return {"small": SMALL_PHRASES, "checked": CHECKED_PHRASES, "fix": FIX_PHRASES,
+            "summary": SUMMARY_PHRASES}[kind]
+
+
+def _params(data: dict) -> dict:
+    return {k: v for k, v in data.items() if k not in ("kind", "family", "final", "answer")}
+
+
+def step_slots(data: dict) -> dict:
+    kind = data["kind"]
+    if kind in ("line", "wrong", "checked"):
+        return data
+    family = FAMILY[data["family"]]
+    if kind in ("plan", "small"):
+        return {**data, "case": family.case(_params(data))}
+    if kind == "summary":
+        return {**data, "what": family.what(_params(data))}
+    bug = data["bug"]  # fix
+    problem = data["error"] or f"{data['got']} cannot be right"
+    why = {"off_by_one": lambda: family.off_by_one[2],
+           "name": lambda: f"{data['wrong']} is a typo for {data['right']}",
+           "indent_missing": lambda: f"line {data['line']} is the body of line {data['block']} and must be indented",
+           "indent_extra": lambda: f"line {data['line']} should not be indented"}[bug]()
+    return {**data, "problem": problem, "why": why}
+
+
+def back_slots(state: dict) -> dict:
+    return state
+
+
+def note_slots(data: dict, state: dict) -> dict:
+    return {"wrong": data["text"].strip(), "why": data["why"]}
+
+
+# ----------------------------------------------------------------------------- verifier
+
+MAX_ANSWER_CHARS = 64
+_INT = re.compile(r"-?\d+")
+
+
+def verify(puzzle: dict, answer: Any) -> bool:
+    """True when ``answer`` (an int, or its text) is the reference answer. Strict: "233168"
+    and 233168 pass, "233168.0", "2.3e5" and True do not. Never raises.
+
+    >>> p = {"family": "multiples", "a": 3, "b": 5, "limit": 10}
+    >>> verify(p, 23), verify(p, " 23 "), verify(p, "23.0"), verify(p, 22), verify(p, True), verify(p, None)
+    (True, True, False, False, False, False)
+    """
+    try:
+        if isinstance(answer, str):
+            text = answer.strip()
+            if len(text) > MAX_ANSWER_CHARS or not _INT.fullmatch(text):
+                return False
+            answer = int(text)
+        if type(answer) is not int:
+            return False
+        return answer == reference_answer(puzzle)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return False
