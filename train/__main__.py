@@ -30,6 +30,9 @@ def run(c: dict, run_dir: Path) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     do = {stage: c[stage]["enabled"] for stage in ("sft", "grpo", "eval")}
+    if do["eval"]:
+        from train import decode
+        decode.check(c["eval"])  # a bad eval.decoding is refused before training, not after
     data_dir = dataset_dir(c["data"])
     if (data_dir / "manifest.json").exists():
         from generate.write import summary

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
+from train import decode
 from train.data import prompt_of
 from train.rewards import judge
 
@@ -62,13 +63,17 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
 def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> dict:
     records = records[: e["n_problems"]] if e.get("n_problems") else records
     prompts = [prompt_of(r["Question"]) for r in records]
-    gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"])
+    decoding = e.get("decoding", "visible")  # eval.decoding: visible | erase | self_backtrack (train/decode.py)
+    decode.check(e)
+    gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"], decoding=decoding,
+               self_backtrack=e.get("self_backtrack"))
     t0 = time.perf_counter()
-    greedy = generate(model, tokenizer, prompts, num_return_sequences=1, do_sample=False, temperature=1.0, **gen)
+    greedy = decode.generate(model, tokenizer, prompts, num_return_sequences=1, do_sample=False, temperature=1.0,
+                             **gen)
     sampled = [[] for _ in records]
     if e["num_samples"]:
-        sampled = generate(model, tokenizer, prompts, num_return_sequences=e["num_samples"], do_sample=True,
-                           temperature=e["temperature"], **gen)
+        sampled = decode.generate(model, tokenizer, prompts, num_return_sequences=e["num_samples"], do_sample=True,
+                                  temperature=e["temperature"], **gen)
     elapsed = time.perf_counter() - t0
 
     samples, greedy_rows, correct_counts = [], [], []
@@ -99,8 +104,11 @@ def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> d
         "malformed_rate": sum(r["malformed"] for r in greedy_rows) / n,
         "no_answer_rate": sum(r["answer"] is None for r in greedy_rows) / n,
         "num_samples": e["num_samples"],
+        "decoding": decoding,
         "eval_seconds": round(elapsed, 1),
     }
+    if decoding == "self_backtrack":
+        metrics["self_backtrack"] = dict(e["self_backtrack"])
     if e["num_samples"]:
         sample_rows = [r for r in samples if r["mode"] == "sample"]
         metrics["sample_accuracy"] = sum(r["correct"] for r in sample_rows) / len(sample_rows)
