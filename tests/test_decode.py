@@ -36,7 +36,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tok():
-    return build_char_tokenizer(["Q\nR\nS\n12+3=16"])
+    # the vocabulary of before the outcome markers: the seeded sampling tests drew their coins over it
+    return build_char_tokenizer(["Q\nR\nS\n12+3=16"], extra_tokens=(BT,))
 
 
 def tiny_config(tokenizer, **sizes):

@@ -238,16 +238,17 @@ def test_smoke_run_writes_metrics_and_samples_that_rejudge(tmp_path):
     assert r.stdout.strip().splitlines()[-1] == str(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("accuracy", "pass@1", "pass@2", "mean_completion_tokens", "backspace_use", "malformed_rate",
-                "no_answer_rate", "sft_steps", "grpo_steps"):
+                "no_answer_rate", "loop_rate", "sft_steps", "grpo_steps"):
         assert key in metrics
     assert metrics["grpo_reward_last"] is not None          # rewards were computed during GRPO
     samples = [json.loads(line) for line in open(run_dir / "samples.jsonl")]
     assert len(samples) == 8 * (1 + 2)                      # 8 problems, greedy + 2 samples each
     for s in samples:
         assert {"puzzle", "completion", "collapsed", "answer", "correct", "mode"} <= set(s)
-        if not s["malformed"]:
-            assert s["collapsed"] == collapse(s["completion"])
+        if not s["malformed"]:   # outcome markers (ordinary tokens an untrained model may write) never count
+            assert s["collapsed"] == collapse(s["completion"].replace("<success>", "").replace("<failure>", ""))
     assert rejudge(run_dir)["disagreements"] == 0
+    assert rejudge(run_dir)["loop_rate"] == metrics["loop_rate"]
     for stage in ("sft", "grpo"):
         assert (run_dir / stage / "tokenizer.json").exists() and (run_dir / stage / "config.json").exists()
     # eval alone, from the GRPO checkpoint
@@ -298,3 +299,14 @@ def test_a_mixed_human_and_synthetic_dataset_trains(tmp_path):
     man = json.loads((data_dir / "manifest.json").read_text())
     assert man["human"]["rows"] == 20 and man["counts"]["train"] == 80
     assert json.loads((run_dir / "metrics.json").read_text())["grpo_steps"] == 1
+
+
+def test_rejudge_falls_back_to_the_project_verifier_for_tasks_without_its_own_checker(tmp_path):
+    from train.rejudge import rejudge
+
+    puzzle = {"kind": "division", "dividend": 7482, "divisor": 29}
+    rows = [{"mode": "greedy", "task": "arithmetic", "puzzle": puzzle, "completion": c, "correct": ok, "tokens": 5}
+            for c, ok in (("74 / 29\nAnswer: 259\b8", True), ("Answer: 257", False))]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = rejudge(tmp_path)
+    assert result == {"problems": 2, "accuracy": 0.5, "disagreements": 0, "independent": 0}

@@ -1,7 +1,8 @@
-"""python -m train [experiment=...]: sft -> grpo -> eval (see conf/train.yaml).
+"""python -m train [experiment=...]: sft -> grpo -> improve -> eval (see conf/train.yaml).
 
 The run directory (Hydra's output directory, printed last) holds the resolved config,
-``sft/`` and ``grpo/`` checkpoints with their tokenizer, ``metrics.json`` and
+``sft/`` and ``grpo/`` checkpoints with their tokenizer, ``improve/iter-<i>/`` (kept
+records, stats and the retrained checkpoint) when ``improve.enabled``, ``metrics.json`` and
 ``samples.jsonl``.
 """
 
@@ -30,6 +31,10 @@ def run(c: dict, run_dir: Path) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     do = {stage: c[stage]["enabled"] for stage in ("sft", "grpo", "eval")}
+    do["improve"] = (c.get("improve") or {}).get("enabled", False)
+    if do["improve"]:
+        from train import improve
+        improve.check(c)
     if do["eval"]:
         from train import decode
         decode.check(c["eval"])  # a bad eval.decoding is refused before training, not after
@@ -39,7 +44,7 @@ def run(c: dict, run_dir: Path) -> dict:
         print(summary(data_dir))
     train_records = read_split(data_dir, "train")
     eval_records = read_split(data_dir, c["eval"]["split"]) if do["eval"] else []
-    if (do["sft"] or do["grpo"]) and not train_records:
+    if (do["sft"] or do["grpo"] or do["improve"]) and not train_records:
         raise ConfigError("data", f"{data_dir}/train holds no records")
     if do["eval"] and not eval_records:
         raise ConfigError("eval.split", f"{data_dir}/{c['eval']['split']} holds no records")
@@ -58,6 +63,8 @@ def run(c: dict, run_dir: Path) -> dict:
     # Every config is built before any training: a bad key fails now, not after SFT.
     sft_args = sft_config(c, run_dir / "sft") if do["sft"] else None
     grpo_args = grpo_config(c, run_dir / "grpo") if do["grpo"] else None
+    if do["improve"]:
+        sft_config(improve.retrain_config(c), run_dir / "improve")  # a bad improve.sft key fails now
     longest_prompt = max(len(tokenizer(prompt_of(r["Question"]), add_special_tokens=False)["input_ids"])
                          for r in train_records + eval_records)
     if sft_args is not None and sft_args.max_length is not None and longest_prompt >= sft_args.max_length:
@@ -66,7 +73,8 @@ def run(c: dict, run_dir: Path) -> dict:
     if c["model"]["kind"] == "tiny":
         budget = c["model"]["max_position_embeddings"]
         need = longest_prompt + max(c["eval"]["max_new_tokens"] if do["eval"] else 0,
-                                    grpo_args.max_completion_length if grpo_args else 0)
+                                    grpo_args.max_completion_length if grpo_args else 0,
+                                    c["improve"]["max_new_tokens"] if do["improve"] else 0)
         if need > budget:
             raise ConfigError("model.max_position_embeddings", f"{budget} positions are fewer than the longest "
                               f"prompt ({longest_prompt} tokens) plus the completion budget ({need - longest_prompt})")
@@ -84,6 +92,9 @@ def run(c: dict, run_dir: Path) -> dict:
     if do["grpo"]:
         model, m = grpo.train(model, tokenizer, train_records, c, grpo_args, run_dir / "grpo", peft_config)
         metrics.update(m)
+    if do["improve"]:  # train puzzles only (train/improve.py); after GRPO, or SFT without it
+        model, metrics["improve"] = improve.run(model, tokenizer, train_records, data_dir, c, run_dir,
+                                                None if do["grpo"] else peft_config)
     if do["eval"]:
         metrics.update(evaluate(model, tokenizer, eval_records, c["eval"], run_dir))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -93,7 +104,7 @@ def run(c: dict, run_dir: Path) -> dict:
 
 def table(metrics: dict) -> str:
     cols = ["accuracy"] + sorted(k for k in metrics if k.startswith("pass@")) + [
-        "mean_completion_tokens", "backspace_use", "malformed_rate", "no_answer_rate"]
+        "mean_completion_tokens", "backspace_use", "malformed_rate", "no_answer_rate", "loop_rate"]
     cols = [k for k in cols if k in metrics]
     head = "| " + " | ".join(cols) + " |"
     rule = "|" + "---|" * len(cols)

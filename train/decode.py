@@ -63,6 +63,9 @@ def check(e: dict) -> None:
         check_int_range("eval.self_backtrack.n", sb.get("n"), 1)
         check_int_range("eval.self_backtrack.b", sb.get("b"), 0)
         check_choice("eval.self_backtrack.score", sb.get("score"), SCORES)
+    if (e.get("tool_loop") or {}).get("enabled"):
+        from train import toolloop
+        toolloop.check(e)  # eval.tool_loop (task=program): refused before training, not after
 
 
 def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int, do_sample: bool,

@@ -17,6 +17,38 @@ from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
 from train import decode
 from train.data import prompt_of
 from train.rewards import judge
+from train.tokenizer import SUCCESS
+
+LOOP_MIN_SPAN = 8     # is_loop: the repeated span is at least this many characters
+LOOP_MIN_REPEATS = 3  # ... written at least this many times in a row
+LOOP_MIN_SHARE = 4    # ... and the repetition covers at least the last 1/4 of the completion
+
+
+def is_loop(text: str, hit_limit: bool) -> bool:
+    """Did generation loop: the completion ran to ``max_new_tokens`` (``hit_limit``) and its
+    end repeats one span of p >= 8 characters at least 3 times in a row, the repetition
+    covering at least the last quarter of the text. Precisely: for some p >= 8, the suffix of
+    length max(ceil(len(text) / 4), 3 p) exists and has period p (each character equals the
+    one p before it), so it may start and stop mid-span. Spans shorter than 8 count through
+    their multiples ("ab" * 20 has period 8 too). The raw text is read, backspaces included:
+    typing and erasing the same line forever is a loop as well.
+
+    >>> is_loop("Answer: 4\\n" + "3 + 1 = 4\\n" * 30, True)     # a repeated line to the limit
+    True
+    >>> is_loop("Answer: 4\\n" + "3 + 1 = 4\\n" * 30, False)    # the same, but it stopped by itself
+    False
+    >>> is_loop("1 + 2 = 3\\n" * 2 + "Answer: 3", True)        # ran out, but nothing repeats 3 times
+    False
+    """
+    n = len(text)
+    if not hit_limit:
+        return False
+    tail = -(-n // LOOP_MIN_SHARE)
+    for p in range(LOOP_MIN_SPAN, n // LOOP_MIN_REPEATS + 1):
+        suffix = text[n - max(tail, LOOP_MIN_REPEATS * p):]
+        if suffix[p:] == suffix[:-p]:
+            return True
+    return False
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -62,30 +94,42 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
 
 def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> dict:
     records = records[: e["n_problems"]] if e.get("n_problems") else records
-    prompts = [prompt_of(r["Question"]) for r in records]
+    # eval.outcome_marker (a model SFT-trained with sft.outcome_marker): condition on success
+    prompts = [prompt_of(r["Question"]) + (SUCCESS if e.get("outcome_marker") else "") for r in records]
     decoding = e.get("decoding", "visible")  # eval.decoding: visible | erase | self_backtrack (train/decode.py)
     decode.check(e)
     gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"], decoding=decoding,
                self_backtrack=e.get("self_backtrack"))
+    tool = e.get("tool_loop") or {}
+    tool_loop = bool(tool.get("enabled")) and bool(records) and all(r["task"] == "program" for r in records)
+    if tool_loop:  # eval.tool_loop: programs run in the sandbox and their real output is inserted (train/toolloop.py)
+        from train import toolloop
+        generate_ = toolloop.generate
+        gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"],
+                   max_rounds=tool["max_rounds"], timeout=tool["timeout"])
+    else:
+        generate_ = decode.generate
     t0 = time.perf_counter()
-    greedy = decode.generate(model, tokenizer, prompts, num_return_sequences=1, do_sample=False, temperature=1.0,
-                             **gen)
+    greedy = generate_(model, tokenizer, prompts, num_return_sequences=1, do_sample=False, temperature=1.0, **gen)
     sampled = [[] for _ in records]
     if e["num_samples"]:
-        sampled = decode.generate(model, tokenizer, prompts, num_return_sequences=e["num_samples"], do_sample=True,
-                                  temperature=e["temperature"], **gen)
+        sampled = generate_(model, tokenizer, prompts, num_return_sequences=e["num_samples"], do_sample=True,
+                            temperature=e["temperature"], **gen)
     elapsed = time.perf_counter() - t0
 
     samples, greedy_rows, correct_counts = [], [], []
     for record, g, ss in zip(records, greedy, sampled):
         for mode, outputs in (("greedy", g), ("sample", ss)):
             c = 0
-            for i, (text, n_tokens) in enumerate(outputs):
+            for i, (text, n_tokens, *rounds) in enumerate(outputs):
                 verdict = judge(text, record["puzzle"], record["task"])
                 row = {"id": record["id"], "task": record["task"], "puzzle": record["puzzle"], "mode": mode,
                        "sample": i, "completion": text, "collapsed": verdict["collapsed"],
                        "answer": verdict["answer"], "correct": verdict["correct"],
-                       "malformed": verdict["malformed"], "tokens": n_tokens}
+                       "malformed": verdict["malformed"], "tokens": n_tokens,
+                       "hit_limit": n_tokens >= e["max_new_tokens"]}
+                if tool_loop:
+                    row["tool_rounds"] = rounds[0]
                 samples.append(row)
                 c += row["correct"]
                 if mode == "greedy":
@@ -103,12 +147,17 @@ def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> d
                              for r in greedy_rows) / n,
         "malformed_rate": sum(r["malformed"] for r in greedy_rows) / n,
         "no_answer_rate": sum(r["answer"] is None for r in greedy_rows) / n,
+        "loop_rate": sum(is_loop(r["completion"], r["hit_limit"]) for r in greedy_rows) / n,
         "num_samples": e["num_samples"],
         "decoding": decoding,
+        "outcome_marker": bool(e.get("outcome_marker")),
         "eval_seconds": round(elapsed, 1),
     }
     if decoding == "self_backtrack":
         metrics["self_backtrack"] = dict(e["self_backtrack"])
+    if tool_loop:
+        metrics["tool_loop"] = {"max_rounds": tool["max_rounds"], "timeout": tool["timeout"],
+                                "mean_rounds": sum(r["tool_rounds"] for r in greedy_rows) / n}
     if e["num_samples"]:
         sample_rows = [r for r in samples if r["mode"] == "sample"]
         metrics["sample_accuracy"] = sum(r["correct"] for r in sample_rows) / len(sample_rows)

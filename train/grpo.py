@@ -8,6 +8,7 @@ from pathlib import Path
 from train.data import prompt_of, puzzle_column
 from train.rewards import REWARDS
 from train.sft import WallClockLimit
+from train.tokenizer import SUCCESS
 from train.trl_configs import grpo_rewards
 
 
@@ -18,7 +19,8 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     g = cfg["grpo"]
     if g.get("n_prompts"):
         records = records[: g["n_prompts"]]
-    ds = Dataset.from_list([{"prompt": prompt_of(r["Question"]), "puzzle": puzzle_column(r), "task": r["task"]}
+    marker = SUCCESS if cfg["sft"].get("outcome_marker") else ""  # a model SFT-trained with markers: condition on success
+    ds = Dataset.from_list([{"prompt": prompt_of(r["Question"]) + marker, "puzzle": puzzle_column(r), "task": r["task"]}
                             for r in records])
     callbacks = [WallClockLimit(g["max_minutes"])] if g.get("max_minutes") else []
     trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in grpo_rewards(cfg)[0]], args=args,

@@ -2,7 +2,10 @@
 
 It trusts nothing the run wrote but the raw completions and the puzzles: it applies the
 backspaces again, reads the last ``Answer:`` line again and checks it with its own exact
-arithmetic (not the project's verifier), then recomputes greedy accuracy.
+arithmetic (not the project's verifier), then recomputes greedy accuracy. Outcome markers
+(``<success>``, ``<failure>``) are dropped before reading. It recomputes the loop rate too
+(``train.evaluate.is_loop`` on each greedy completion; the limit is ``eval.max_new_tokens``
+from the run's ``config.json``, compared with the row's ``tokens``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def _value(node, used):
 
 
 def countdown_correct(puzzle: dict, text: str) -> bool:
-    page = _apply_erasures(text)
+    page = _apply_erasures(text.replace("<success>", "").replace("<failure>", ""))
     if page is None:
         return False
     answers = [line[len("Answer:"):].strip() for line in page.split("\n") if line.startswith("Answer:")]
@@ -68,12 +71,30 @@ def countdown_correct(puzzle: dict, text: str) -> bool:
 CHECKERS = {"countdown": countdown_correct}
 
 
+def project_verdict(row: dict) -> bool:
+    """For tasks without an independent checker here: the project's own collapse and verifier
+    (so the re-judging re-reads the text but is not independent; the output says so)."""
+    from solvers import verifier
+    from solvers.trace import final_answer
+    page = _apply_erasures(row["completion"].replace("<success>", "").replace("<failure>", ""))
+    answer = final_answer(page) if page is not None else None
+    return answer is not None and bool(verifier(row["task"])(row["puzzle"], answer))
+
+
 def rejudge(run_dir: Path) -> dict:
     rows = [json.loads(line) for line in open(run_dir / "samples.jsonl", encoding="utf-8")]
     greedy = [r for r in rows if r["mode"] == "greedy"]
-    verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"]) for r in greedy]
+    verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"]) if r["task"] in CHECKERS else project_verdict(r)
+                for r in greedy]
     disagree = sum(v != r["correct"] for v, r in zip(verdicts, greedy))
-    return {"problems": len(greedy), "accuracy": sum(verdicts) / len(greedy), "disagreements": disagree}
+    result = {"problems": len(greedy), "accuracy": sum(verdicts) / len(greedy), "disagreements": disagree,
+              "independent": sum(r["task"] in CHECKERS for r in greedy)}
+    config = run_dir / "config.json"
+    if config.exists():
+        from train.evaluate import is_loop
+        limit = json.loads(config.read_text())["eval"]["max_new_tokens"]
+        result["loop_rate"] = sum(is_loop(r["completion"], r["tokens"] >= limit) for r in greedy) / len(greedy)
+    return result
 
 
 def main() -> None:
@@ -81,7 +102,11 @@ def main() -> None:
     result = rejudge(run_dir)
     reported = json.loads((run_dir / "metrics.json").read_text())["accuracy"]
     print(f"{run_dir}: re-judged greedy accuracy {result['accuracy']:.4f} on {result['problems']} problems "
-          f"(metrics.json says {reported:.4f}; {result['disagreements']} verdicts differ)")
+          f"(metrics.json says {reported:.4f}; {result['disagreements']} verdicts differ; "
+          f"{result['independent']} judged by this module's own checker, the rest by the project's verifier)")
+    if "loop_rate" in result:
+        said = json.loads((run_dir / "metrics.json").read_text()).get("loop_rate")
+        print(f"loop rate {result['loop_rate']:.4f} (metrics.json says {said})")
     sys.exit(0 if result["disagreements"] == 0 else 1)
 
 

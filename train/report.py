@@ -26,7 +26,7 @@ from pathlib import Path
 # (an experiment's ``arm.style`` feeding ``data.style``), the column under these is kept.
 SECTIONS = ("data", "model", "tokenizer", "peft", "quant", "hardware", "sft", "grpo", "eval", "seed", "init_from")
 RATES = ["mean_completion_tokens", "mean_completion_tokens_sampled", "backspace_use", "malformed_rate",
-         "no_answer_rate"]
+         "no_answer_rate", "loop_rate"]
 
 
 def find_runs(sweep: Path) -> list[Path]:
@@ -231,7 +231,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         f"({', '.join(f'`{k}`' for k in keys) or 'none'}); the rest come from each run's `metrics.json`: "
         "greedy `accuracy`, unbiased `pass@k` over the sampled completions, mean completion tokens "
         "(greedy; `_sampled`: of the samples), `backspace_use` (share of greedy completions that erase), "
-        "and the malformed and no-answer rates of the greedy completions.",
+        "and the malformed, no-answer and loop rates of the greedy completions.",
         "",
         table(runs, keys, names),
         "",

@@ -18,16 +18,29 @@ def _puzzle(p):
     return json.loads(p) if isinstance(p, str) else p
 
 
+def strip_markers(completion: str) -> str:
+    """The completion without outcome markers (``<success>``, ``<failure>``: sft.outcome_marker),
+    which condition generation and are never part of an answer.
+
+    >>> strip_markers("<success>1 + 2 = 3\\nAnswer: 1 + 2<failure>")
+    '1 + 2 = 3\\nAnswer: 1 + 2'
+    """
+    from train.tokenizer import FAILURE, SUCCESS
+    return completion.replace(SUCCESS, "").replace(FAILURE, "")
+
+
 def judge(completion: str, puzzle, task: str) -> dict:
-    """Everything evaluation records about one completion.
+    """Everything evaluation records about one completion (outcome markers stripped first).
 
     >>> judge("1 + 2 = 3\\n\\b\\bAnswer: 1 + 2", {"numbers": [1, 2], "target": 3}, "countdown")["correct"]
     False
     >>> judge("1 + 2 = 3\\nAnswer: 1 + 2", {"numbers": [1, 2], "target": 3}, "countdown")["correct"]
     True
+    >>> judge("<success>1 + 2 = 3\\nAnswer: 1 + 2<success>", {"numbers": [1, 2], "target": 3}, "countdown")["answer"]
+    '1 + 2'
     """
     try:
-        page = collapse(completion)
+        page = collapse(strip_markers(completion))
         malformed = False
     except MalformedTrace:
         page, malformed = None, True
@@ -82,7 +95,7 @@ def _program_score(completion: str, puzzle, task: str) -> float:
     if task != program.NAME:
         return float(judge(completion, puzzle, task)["correct"])
     try:
-        page = collapse(completion)
+        page = collapse(strip_markers(completion))
     except MalformedTrace:
         return 0.0
     found = program.programs(page)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from train.data import sft_example
+from train.data import failed_chain, sft_example
+from train.tokenizer import FAILURE, SUCCESS
 
 
 class LengthBuckets:
@@ -71,14 +72,23 @@ class WallClockLimit(TrainerCallback):
         return control
 
 
-def examples(records: list[dict], tokenizer, mask_erased: bool, max_length: int | None) -> tuple[list[dict], int]:
+def outcome_variants(record: dict) -> list[tuple[dict, str]]:
+    """``sft.outcome_marker``: the record after ``<success>``, and its failed chain
+    (``train.data.failed_chain``: the same work, a wrong final answer) after ``<failure>``."""
+    failed = failed_chain(record)
+    return [(record, SUCCESS)] + ([({**record, "Reasoning": failed}, FAILURE)] if failed is not None else [])
+
+
+def examples(records: list[dict], tokenizer, mask_erased: bool, max_length: int | None,
+             outcome_marker: bool = False) -> tuple[list[dict], int]:
     rows, dropped = [], 0
     for record in records:
-        ex = sft_example(record, tokenizer, mask_erased)
-        if max_length is not None and len(ex["input_ids"]) > max_length:
-            dropped += 1  # cut short it would lose its answer: leave it out
-            continue
-        rows.append(ex)
+        for rec, marker in outcome_variants(record) if outcome_marker else [(record, "")]:
+            ex = sft_example(rec, tokenizer, mask_erased, marker)
+            if max_length is not None and len(ex["input_ids"]) > max_length:
+                dropped += 1  # cut short it would lose its answer: leave it out
+                continue
+            rows.append(ex)
     return rows, dropped
 
 
@@ -86,7 +96,11 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     from datasets import Dataset
     from trl import SFTTrainer
 
-    rows, dropped = examples(records, tokenizer, cfg["sft"]["mask_erased"], args.max_length)
+    marked = bool(cfg["sft"].get("outcome_marker"))
+    rows, dropped = examples(records, tokenizer, cfg["sft"]["mask_erased"], args.max_length, marked)
+    if marked:
+        print(f"sft: outcome markers: {len(rows) + dropped - len(records)} failed chains beside {len(records)} "
+              "successful ones")
     if dropped:
         print(f"sft: left out {dropped} of {len(records)} records longer than sft.max_length={args.max_length} tokens")
     callbacks = [WallClockLimit(cfg["sft"]["max_minutes"])] if cfg["sft"].get("max_minutes") else []

@@ -1,7 +1,7 @@
 """A character-level tokenizer built from the data's alphabet.
 
-One token per character, U+0008 included, plus the ``<backtrack>`` marker as one ordinary
-token. None of these are special tokens: TRL decodes completions with special tokens
+One token per character, U+0008 included, plus the ``<backtrack>`` marker and the outcome
+markers ``<success>`` / ``<failure>`` (``sft.outcome_marker``) as one ordinary token each. None of these are special tokens: TRL decodes completions with special tokens
 stripped before they reach the reward functions, and a backspace that vanished there
 would make every erasing trace look like a typo. Only ``<pad>``, ``<eos>`` and ``<unk>`` are
 special. It is a ``PreTrainedTokenizerFast`` saved as ``tokenizer.json``, so
@@ -17,12 +17,13 @@ from typing import Iterable
 from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+SUCCESS, FAILURE = "<success>", "<failure>"  # outcome markers: sft.outcome_marker, eval.outcome_marker
 # Printable ASCII and the backspace are always in: a test split may use a character the
 # train split never did.
 BASE_ALPHABET = set(string.printable) - set("\r\x0b\x0c") | {BACKSPACE}
 
 
-def build_char_tokenizer(texts: Iterable[str], extra_tokens: Iterable[str] = (BACKTRACK_TOKEN,)):
+def build_char_tokenizer(texts: Iterable[str], extra_tokens: Iterable[str] = (BACKTRACK_TOKEN, SUCCESS, FAILURE)):
     """>>> tok = build_char_tokenizer(["12 + 3 = 15\\n\\b\\b"])
     >>> ids = tok("9 - 3 = 6\\n\\b<backtrack>", add_special_tokens=False)["input_ids"]
     >>> len(ids), tok.decode(ids, skip_special_tokens=True) == "9 - 3 = 6\\n\\b<backtrack>"

@@ -13,7 +13,7 @@ from pathlib import Path
 from solvers.config import ConfigError
 
 PROJECT_KEYS = {
-    "sft": ("enabled", "mask_erased", "max_minutes", "length_buckets"),
+    "sft": ("enabled", "mask_erased", "max_minutes", "length_buckets", "outcome_marker"),
     "grpo": ("enabled", "rewards", "max_minutes", "n_prompts", "task_rewards", "reward_weights"),
 }
 
