@@ -26,12 +26,7 @@ from train.tokenizer import FAILURE, SUCCESS, build_char_tokenizer  # noqa: E402
 EOS = "<eos>"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
