@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from solvers import TASKS, HUMAN
+from solvers.arith import exact_value
 from solvers.trace import BACKSPACE, MalformedTrace, collapse
 
 REASONS = ("bad_json", "schema", "malformed_backspaces", "missing_answer", "wrong_answer", "over_length")
@@ -60,15 +61,8 @@ def arithmetic_answer(question: str) -> Optional[int]:
     m = _ARITHMETIC_QUESTION.match(question.strip())
     if not m:
         return None
-    import sympy
-    expr = m[1].replace("×", "*").replace("÷", "/")
-    if "**" in expr or len(expr) > 200:
-        return None
-    try:
-        value = sympy.sympify(expr, rational=True)
-    except (sympy.SympifyError, SyntaxError, TypeError, ZeroDivisionError):
-        return None
-    return int(value) if value.is_Integer else None
+    value = exact_value(m[1])
+    return int(value) if value is not None and value.is_Integer else None
 
 
 def states_answer(collapsed: str, answer: Any) -> bool:
@@ -117,10 +111,10 @@ def check_file(path: Path, max_chars: int = 2048) -> tuple[Optional[dict], Optio
         return None, f"missing_answer: the last line of the reasoning does not state {answer!r}"
     if task is not None and puzzle is not None:
         try:
-            ok = task.verify(task.parse_puzzle(puzzle), answer)
+            puzzle = task.parse_puzzle(puzzle)
         except ValueError as e:
             return None, f"schema: 'puzzle' is not a {task_name} puzzle: {e}"
-        if not ok:
+        if not task.verify(puzzle, answer):
             return None, f"wrong_answer: {answer!r} does not solve the {task_name} puzzle"
     else:
         known = arithmetic_answer(obj["Question"])
@@ -133,7 +127,7 @@ def check_file(path: Path, max_chars: int = 2048) -> tuple[Optional[dict], Optio
         "Question": obj["Question"], "Answer": answer, "Reasoning": obj["Reasoning"],
         "id": f"human/{path.stem}", "task": task_name if task is not None and puzzle is not None else HUMAN,
         "split": "train", "style": "backspace" if erased else "direct", "source": "human",
-        "puzzle": task.parse_puzzle(puzzle) if task is not None and puzzle is not None
+        "puzzle": puzzle if task is not None and puzzle is not None
         else {"Question": obj["Question"], "Answer": answer},
         "stats": {"steps": 0, "abandoned_steps": 0, "backspaces": obj["Reasoning"].count(BACKSPACE),
                   "characters": len(obj["Reasoning"]), "slips": 0},

@@ -391,6 +391,11 @@ class Usage:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def count_tokens(self, used: dict) -> None:
+        """Add a provider's usage as ``Provider.read`` gives it."""
+        self.input_tokens += used["input_tokens"]
+        self.output_tokens += used["output_tokens"]
+
 
 @dataclass
 class Job:
@@ -433,11 +438,6 @@ class Paraphraser:
             job.result, job.reason = texts, None
         return problems
 
-    def _count(self, answer: dict) -> None:
-        _, usage = self.p.read(answer)
-        self.usage.input_tokens += usage["input_tokens"]
-        self.usage.output_tokens += usage["output_tokens"]
-
     async def _ask(self, client, sem: asyncio.Semaphore, body: dict) -> Optional[dict]:
         key = self.p.key(body)
         answer = self.cache.get(key)
@@ -453,7 +453,7 @@ class Paraphraser:
                 print(f"paraphraser: request failed after {self.c.max_retries} retries: {type(e).__name__}: "
                       f"{str(e)[:200]}")
                 return None
-        self._count(answer)
+        self.usage.count_tokens(self.p.read(answer)[1])
         self.cache.put(key, answer)
         return answer
 
@@ -529,14 +529,24 @@ class Paraphraser:
                 if answer is None:
                     self.usage.failed += 1
                     continue
-                self._count(answer)
+                self.usage.count_tokens(self.p.read(answer)[1])
                 self.cache.put(self.p.key(body), answer)
                 self._fresh.add(self.p.key(body))
         # the live pass that follows finds these answers in the cache (a failed one is asked live)
 
-    def cost(self, usage: Usage) -> float:
-        price = usage.input_tokens * self.c.price_input_per_mtok + usage.output_tokens * self.c.price_output_per_mtok
-        return round(price / 1e6 * (0.5 if self.c.batch else 1.0), 6)
+
+
+def usage_report(c: LLMConfig, files, prompt_version: str) -> dict:
+    """The manifest's account of an LLM's use: the Usage files (one per chunk or process)
+    summed, and the estimated cost at the configured prices (half in batch mode)."""
+    total = Usage()
+    for f in sorted(files):
+        total.add(Usage(**json.loads(Path(f).read_text())))
+    price = total.input_tokens * c.price_input_per_mtok + total.output_tokens * c.price_output_per_mtok
+    return {"provider": c.name, "model": c.model, "base_url": c.base_url, "batch": c.batch,
+            "prompt_version": prompt_version, **total.as_dict(),
+            "estimated_cost_usd": round(price / 1e6 * (0.5 if c.batch else 1.0), 6),
+            "price_per_mtok": {"input": c.price_input_per_mtok, "output": c.price_output_per_mtok}}
 
 
 # ----------------------------------------------------------------------------- proposer
@@ -592,9 +602,7 @@ class Proposer:
                 self._save()
                 raise ProposeFailed(f"proposer: request failed after {self.c.max_retries} retries: "
                                     f"{type(e).__name__}: {str(e)[:200]}") from None
-            _, used = self.p.read(answer)
-            self.usage.input_tokens += used["input_tokens"]
-            self.usage.output_tokens += used["output_tokens"]
+            self.usage.count_tokens(self.p.read(answer)[1])
             self.cache.put(key, answer)
         self._save()
         return candidates_of(self.p.read(answer)[0])[:k]

@@ -385,15 +385,16 @@ class Items:
             "stats": {**stats(events, text),
                       "slips": sum(BACKSPACE in w for w in words) if s.style == "backspace" else 0},
         }
+        heuristic = self.config_for(split, idx).heuristic
         if s.mix:
-            record["heuristic"] = self.config_for(split, idx).heuristic
+            record["heuristic"] = heuristic
         leak_check = None if self.problems is not None or self.traces is not None else self.content_split
         reason = validate.check(record, task, s.max_chars, leak_check)
         if reason is None and self.contamination is not None and self.contamination.hit(puzzle, record["Question"]):
             reason = "contaminated"
         meta = {"reject": reason, "key": task.puzzle_key(puzzle), "stats": record["stats"]}
         if s.layout != "seed":
-            record = interop.export(s.layout, record, events, self.config_for(split, idx).heuristic)
+            record = interop.export(s.layout, record, events, heuristic)
         return json.dumps(meta) + "\t" + json.dumps(record, ensure_ascii=False)
 
 
@@ -477,7 +478,6 @@ class Generator:
         if s.llm is not None:
             from generate import fidelity, llm
             self.llm = llm.Paraphraser(s.llm, fidelity.check)
-            self.llm_prompt_version = llm.PROMPT_VERSION
         self.timing = {"generate_s": 0.0, "finalize_s": 0.0, "items": 0}
 
     # Planned chunks: enough item indices for every split's size if nothing were
@@ -555,30 +555,17 @@ class Generator:
     def proposer_usage(self) -> dict:
         """Requests, tokens and estimated cost of the llm_search proposer, summed over every
         process that asked (this run's workers and those of an earlier, interrupted run)."""
-        from generate.llm import PROPOSE_VERSION, Usage
-        total = Usage()
-        for f in sorted((self.s.out / ".work" / "proposer").glob("usage-*.json")):
-            total.add(Usage(**json.loads(f.read_text())))
-        c = self.s.proposer
-        cost = (total.input_tokens * c.price_input_per_mtok + total.output_tokens * c.price_output_per_mtok) / 1e6
-        return {"provider": c.name, "model": c.model, "base_url": c.base_url, "prompt_version": PROPOSE_VERSION,
-                **total.as_dict(), "estimated_cost_usd": round(cost, 6),
-                "price_per_mtok": {"input": c.price_input_per_mtok, "output": c.price_output_per_mtok}}
+        from generate.llm import PROPOSE_VERSION, usage_report
+        return usage_report(self.s.proposer, (self.s.out / ".work" / "proposer").glob("usage-*.json"),
+                            PROPOSE_VERSION)
 
     def llm_usage(self) -> Optional[dict]:
         """Requests, tokens and estimated cost of the LLM paraphraser, summed over every
         chunk of the dataset (made by this process or an earlier, interrupted one)."""
         if self.llm is None:
             return None
-        from generate.llm import Usage
-        total = Usage()
-        for f in sorted((self.s.out / ".work").glob("*/*.llm.json")):
-            total.add(Usage(**json.loads(f.read_text())))
-        c = self.llm.c
-        return {"provider": c.name, "model": c.model, "base_url": c.base_url, "batch": c.batch,
-                "prompt_version": self.llm_prompt_version, **total.as_dict(),
-                "estimated_cost_usd": self.llm.cost(total),
-                "price_per_mtok": {"input": c.price_input_per_mtok, "output": c.price_output_per_mtok}}
+        from generate.llm import PROMPT_VERSION, usage_report
+        return usage_report(self.llm.c, (self.s.out / ".work").glob("*/*.llm.json"), PROMPT_VERSION)
 
     def run(self) -> Path:
         s = self.s

@@ -150,6 +150,14 @@ def _figure():
     return plt, fig, ax
 
 
+def _save(plt, fig, ax, path: Path) -> None:
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_pass_at_k(runs: list[dict], labels: dict[str, str], path: Path) -> None:
     plt, fig, ax = _figure()
     drawn = 0
@@ -169,11 +177,7 @@ def plot_pass_at_k(runs: list[dict], labels: dict[str, str], path: Path) -> None
         ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("pass@k")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, path)
 
 
 def plot_accuracy_vs_tokens(runs: list[dict], labels: dict[str, str], path: Path) -> None:
@@ -201,11 +205,7 @@ def plot_accuracy_vs_tokens(runs: list[dict], labels: dict[str, str], path: Path
         ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("generated tokens per problem (k x mean sampled completion; hollow: greedy)")
     ax.set_ylabel("pass@k (filled) / greedy accuracy (hollow)")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, path)
 
 
 def report(sweep: Path, out: Path | None = None) -> Path:
