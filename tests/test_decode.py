@@ -226,12 +226,15 @@ def test_self_backtrack_returns_to_the_kept_step_and_picks_a_finished_completion
     model = Fake(tok, policy)
     sb = {"n": 4, "b": 2, "score": "logprob"}
     out = run(model, tok, ["Q\n", "R\n"], "self_backtrack", k=3, do_sample=True, max_new_tokens=40, sb=sb)
-    assert any(BT in text for rows in out for text, _ in rows)  # seed 0: some runs did go back
+    assert any(BT in text for rows in out for text, *_ in rows)  # seed 0: some runs did go back
     for rows in out:
-        for text, n_tokens in rows:
+        for text, n_tokens, spent in rows:
             assert collapse(text) == "b\nA"
             assert text == ("a\n" + BT) * text.count(BT) + "b\nA" and text.count(BT) <= 2
             assert n_tokens == len(chars(text)) + 1
+            # the run's cost: the first round's 4 samples (3 or 4 tokens each) at least, the
+            # chosen one's tokens among them, and never more than n * (b + 1) samples
+            assert max(n_tokens, 4 * 3) <= spent <= 4 * 3 * 40
 
 
 def test_self_backtrack_scores_by_majority_or_by_logprob(tok):
@@ -282,7 +285,7 @@ def test_a_real_tiny_llama_runs_every_mode_end_to_end(llama, tok):
             out = run(llama, tok, PROMPTS, decoding, k=k, do_sample=do_sample, max_new_tokens=24, batch_size=4,
                       sb=sb)
             assert [len(rows) for rows in out] == [k] * len(PROMPTS)
-            assert all(isinstance(t, str) and 1 <= n <= 24 for rows in out for t, n in rows)
+            assert all(isinstance(t, str) and 1 <= n <= 24 for rows in out for t, n, *_ in rows)
 
 
 def test_the_loop_without_erasing_is_model_generate(llama, tok):

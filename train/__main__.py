@@ -38,6 +38,8 @@ def run(c: dict, run_dir: Path) -> dict:
     if do["eval"]:
         from train import decode
         decode.check(c["eval"])  # a bad eval.decoding is refused before training, not after
+        from train.evaluate import check_extra
+        check_extra(c["eval"])   # ... and a bad eval.extra_decodings
     data_dir = dataset_dir(c["data"])
     if (data_dir / "manifest.json").exists():
         from generate.write import summary

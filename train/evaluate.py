@@ -92,7 +92,53 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
     return out
 
 
+EXTRA_KEYS = ("n_problems", "num_samples", "k", "temperature", "max_new_tokens", "batch_size", "self_backtrack")
+
+
+def check_extra(e: dict) -> None:
+    """Refuse a bad ``eval.extra_decodings``: a mapping of decoding mode -> eval keys that
+    differ for that pass (``{erase: {}, self_backtrack: {num_samples: 0}}``)."""
+    from solvers.config import ConfigError
+    extra = e.get("extra_decodings") or {}
+    if not isinstance(extra, dict):
+        raise ConfigError("eval.extra_decodings", f"expected a mapping of decoding -> eval overrides, got {extra!r}")
+    for mode, over in extra.items():
+        if mode == e.get("decoding", "visible"):
+            raise ConfigError(f"eval.extra_decodings.{mode}", "is already eval.decoding")
+        if over is not None and not isinstance(over, dict):
+            raise ConfigError(f"eval.extra_decodings.{mode}", f"expected a mapping of eval keys, got {over!r}")
+        bad = sorted(set(over or {}) - set(EXTRA_KEYS))
+        if bad:
+            raise ConfigError(f"eval.extra_decodings.{mode}.{bad[0]}", f"not a key an extra decoding can change "
+                              f"(one of {', '.join(EXTRA_KEYS)})")
+        decode.check(extra_config(e, mode))
+
+
+def extra_config(e: dict, mode: str) -> dict:
+    """The eval config of the extra pass with decoding ``mode``."""
+    over = dict((e.get("extra_decodings") or {}).get(mode) or {})
+    if "self_backtrack" in over:
+        over["self_backtrack"] = {**(e.get("self_backtrack") or {}), **over["self_backtrack"]}
+    return {**e, **over, "decoding": mode, "extra_decodings": {}, "tool_loop": {"enabled": False}}
+
+
 def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> dict:
+    """Evaluate with ``eval.decoding`` (``samples.jsonl``), then the same checkpoint once more
+    for each mode of ``eval.extra_decodings`` (``samples.<mode>.jsonl``; its metrics under
+    ``metrics["decodings"][mode]``)."""
+    check_extra(e)
+    metrics = evaluate_one(model, tokenizer, records, e, run_dir / "samples.jsonl")
+    extra = e.get("extra_decodings") or {}
+    if extra:
+        metrics["decodings"] = {}
+        for mode in extra:
+            print(f"evaluating again with eval.decoding={mode}")
+            metrics["decodings"][mode] = evaluate_one(model, tokenizer, records, extra_config(e, mode),
+                                                      run_dir / f"samples.{mode}.jsonl")
+    return metrics
+
+
+def evaluate_one(model, tokenizer, records: list[dict], e: dict, samples_path: Path) -> dict:
     records = records[: e["n_problems"]] if e.get("n_problems") else records
     # eval.outcome_marker (a model SFT-trained with sft.outcome_marker): condition on success
     prompts = [prompt_of(r["Question"]) + (SUCCESS if e.get("outcome_marker") else "") for r in records]
@@ -130,6 +176,8 @@ def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> d
                        "hit_limit": n_tokens >= e["max_new_tokens"]}
                 if tool_loop:
                     row["tool_rounds"] = rounds[0]
+                # all tokens this answer cost: self_backtrack's every sample of every round
+                row["tokens_generated"] = rounds[0] if decoding == "self_backtrack" and rounds else n_tokens
                 samples.append(row)
                 c += row["correct"]
                 if mode == "greedy":
@@ -143,6 +191,7 @@ def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> d
         "n_problems": n,
         "split": e["split"],
         "mean_completion_tokens": sum(r["tokens"] for r in greedy_rows) / n,
+        "mean_generated_tokens": sum(r["tokens_generated"] for r in greedy_rows) / n,
         "backspace_use": sum(BACKSPACE in r["completion"] or BACKTRACK_TOKEN in r["completion"]
                              for r in greedy_rows) / n,
         "malformed_rate": sum(r["malformed"] for r in greedy_rows) / n,
@@ -162,10 +211,11 @@ def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> d
         sample_rows = [r for r in samples if r["mode"] == "sample"]
         metrics["sample_accuracy"] = sum(r["correct"] for r in sample_rows) / len(sample_rows)
         metrics["mean_completion_tokens_sampled"] = sum(r["tokens"] for r in sample_rows) / len(sample_rows)
+        metrics["mean_generated_tokens_sampled"] = sum(r["tokens_generated"] for r in sample_rows) / len(sample_rows)
         for k in e["k"]:
             if k <= e["num_samples"]:
                 metrics[f"pass@{k}"] = float(np.mean([pass_at_k(e["num_samples"], c, k) for c in correct_counts]))
-    with open(run_dir / "samples.jsonl", "w", encoding="utf-8") as f:
+    with open(samples_path, "w", encoding="utf-8") as f:
         for row in samples:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return metrics

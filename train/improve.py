@@ -147,7 +147,7 @@ def sample(model, tokenizer, records: list[dict], imp: dict, heldout: set[str], 
                    max_new_tokens=imp["max_new_tokens"], batch_size=imp["batch_size"], decoding=imp["decoding"])
     if side is not None:
         tokenizer.padding_side = side  # generation pads left; leave the tokenizer as it was
-    return [[text for text, _ in outputs] for outputs in out]
+    return [[text for text, *_ in outputs] for outputs in out]
 
 
 def run(model, tokenizer, train_records: list[dict], data_dir: Path, c: dict, run_dir: Path,

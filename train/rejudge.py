@@ -81,8 +81,8 @@ def project_verdict(row: dict) -> bool:
     return answer is not None and bool(verifier(row["task"])(row["puzzle"], answer))
 
 
-def rejudge(run_dir: Path) -> dict:
-    rows = [json.loads(line) for line in open(run_dir / "samples.jsonl", encoding="utf-8")]
+def rejudge(run_dir: Path, samples: str = "samples.jsonl") -> dict:
+    rows = [json.loads(line) for line in open(run_dir / samples, encoding="utf-8")]
     greedy = [r for r in rows if r["mode"] == "greedy"]
     verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"]) if r["task"] in CHECKERS else project_verdict(r)
                 for r in greedy]
@@ -92,22 +92,29 @@ def rejudge(run_dir: Path) -> dict:
     config = run_dir / "config.json"
     if config.exists():
         from train.evaluate import is_loop
-        limit = json.loads(config.read_text())["eval"]["max_new_tokens"]
+        e = json.loads(config.read_text())["eval"]
+        mode = samples[len("samples."):-len(".jsonl")] if samples != "samples.jsonl" else None
+        limit = ((e.get("extra_decodings") or {}).get(mode) or {}).get("max_new_tokens", e["max_new_tokens"])
         result["loop_rate"] = sum(is_loop(r["completion"], r["tokens"] >= limit) for r in greedy) / len(greedy)
     return result
 
 
 def main() -> None:
+    """Re-judge samples.jsonl, then samples.<mode>.jsonl of each extra decoding (eval.extra_decodings)."""
     run_dir = Path(sys.argv[1])
-    result = rejudge(run_dir)
-    reported = json.loads((run_dir / "metrics.json").read_text())["accuracy"]
-    print(f"{run_dir}: re-judged greedy accuracy {result['accuracy']:.4f} on {result['problems']} problems "
-          f"(metrics.json says {reported:.4f}; {result['disagreements']} verdicts differ; "
-          f"{result['independent']} judged by this module's own checker, the rest by the project's verifier)")
-    if "loop_rate" in result:
-        said = json.loads((run_dir / "metrics.json").read_text()).get("loop_rate")
-        print(f"loop rate {result['loop_rate']:.4f} (metrics.json says {said})")
-    sys.exit(0 if result["disagreements"] == 0 else 1)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    passes = [("samples.jsonl", metrics)] + [(f"samples.{mode}.jsonl", m)
+                                             for mode, m in (metrics.get("decodings") or {}).items()]
+    disagreements = 0
+    for samples, said in passes:
+        result = rejudge(run_dir, samples)
+        disagreements += result["disagreements"]
+        print(f"{run_dir / samples}: re-judged greedy accuracy {result['accuracy']:.4f} on {result['problems']} "
+              f"problems (metrics.json says {said['accuracy']:.4f}; {result['disagreements']} verdicts differ; "
+              f"{result['independent']} judged by this module's own checker, the rest by the project's verifier)")
+        if "loop_rate" in result:
+            print(f"loop rate {result['loop_rate']:.4f} (metrics.json says {said.get('loop_rate')})")
+    sys.exit(0 if disagreements == 0 else 1)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ run finished) and writes to DIR (default: SWEEP_DIR):
   malformed / no-answer rates. A run without ``metrics.json`` is listed as failed.
 - ``pass_at_k.png``: pass@k against k, one line per run.
 - ``accuracy_vs_tokens.png``: accuracy against generated tokens per problem. pass@k of a
-  run costs k samples, so its point sits at k x the run's mean sampled completion length:
-  a run whose traces are twice as long is compared with a run that samples twice, at equal
-  test-time compute. The greedy accuracy is the hollow marker.
+  run costs k samples, so its point sits at k x the run's mean sampled completion length
+  (for self_backtrack: every token its run sampled, ``mean_generated_tokens``): a run whose
+  traces are twice as long is compared with a run that samples twice, at equal test-time
+  compute. The greedy accuracy is the hollow marker. A run evaluated with more decodings
+  (``eval.extra_decodings``) gets one more row and line per decoding, ``RUN/mode``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,29 @@ from pathlib import Path
 # The trainer's own config sections: where a value is copied under another key as well
 # (an experiment's ``arm.style`` feeding ``data.style``), the column under these is kept.
 SECTIONS = ("data", "model", "tokenizer", "peft", "quant", "hardware", "sft", "grpo", "eval", "seed", "init_from")
-RATES = ["mean_completion_tokens", "mean_completion_tokens_sampled", "backspace_use", "malformed_rate",
-         "no_answer_rate", "loop_rate"]
+RATES = ["mean_completion_tokens", "mean_completion_tokens_sampled", "mean_generated_tokens", "backspace_use",
+         "malformed_rate", "no_answer_rate", "loop_rate"]
+
+
+def with_decodings(runs: list[dict]) -> list[dict]:
+    """Each run, then one row per extra decoding it was evaluated with (``eval.extra_decodings``:
+    the same checkpoint, ``metrics["decodings"][mode]``), named ``RUN/mode`` and told apart by
+    ``eval.decoding``. The extra_decodings keys themselves are no column."""
+    out = []
+    for r in runs:
+        config = {k: v for k, v in r["config"].items() if "extra_decodings" not in k.split(".")}
+        out.append({**r, "config": config})
+        for mode, m in ((r["metrics"] or {}).get("decodings") or {}).items():
+            out.append({**r, "name": f"{r['name']}/{mode}", "metrics": m, "extra": True,
+                        "config": {**config, "eval.decoding": mode}})
+    return out
+
+
+def tokens_per_answer(m: dict, sampled: bool) -> float | None:
+    """Tokens generated for one answer: everything a self_backtrack run sampled, else the
+    completion's own tokens (reports written before mean_generated_tokens existed)."""
+    suffix = "_sampled" if sampled else ""
+    return m.get(f"mean_generated_tokens{suffix}") or m.get(f"mean_completion_tokens{suffix}")
 
 
 def find_runs(sweep: Path) -> list[Path]:
@@ -188,14 +211,15 @@ def plot_accuracy_vs_tokens(runs: list[dict], labels: dict[str, str], path: Path
         if "accuracy" not in m:
             continue
         color = f"C{drawn % 10}"
-        per_sample = m.get("mean_completion_tokens_sampled") or m.get("mean_completion_tokens")
+        per_sample = tokens_per_answer(m, sampled=True) or tokens_per_answer(m, sampled=False)
+        greedy_x = tokens_per_answer(m, sampled=False)
         ks = pass_ks(m)
         if ks and per_sample:
             ax.plot([k * per_sample for k in ks], [m[f"pass@{k}"] for k in ks], marker="o", color=color,
                     label=labels[r["name"]])
-            ax.scatter([m["mean_completion_tokens"]], [m["accuracy"]], facecolors="none", edgecolors=color)
+            ax.scatter([greedy_x], [m["accuracy"]], facecolors="none", edgecolors=color)
         else:
-            ax.scatter([m["mean_completion_tokens"]], [m["accuracy"]], facecolors="none", edgecolors=color,
+            ax.scatter([greedy_x], [m["accuracy"]], facecolors="none", edgecolors=color,
                        label=labels[r["name"]])
         drawn += 1
     if not drawn:
@@ -213,20 +237,23 @@ def report(sweep: Path, out: Path | None = None) -> Path:
     sweep = Path(sweep)
     out = Path(out) if out else sweep
     out.mkdir(parents=True, exist_ok=True)
-    runs = [read_run(d, sweep) for d in find_runs(sweep)]
+    runs = with_decodings([read_run(d, sweep) for d in find_runs(sweep)])
     if not runs:
         raise FileNotFoundError(f"{sweep}: no run directories (none holds .hydra/ or metrics.json)")
     keys = varying_keys(runs)
     names = short_names(keys)
     labels = {r["name"]: label(r, keys, names) for r in runs}
     failed = [r for r in runs if r["metrics"] is None]
+    base = [r for r in runs if not r.get("extra")]
 
     plot_pass_at_k(runs, labels, out / "pass_at_k.png")
     plot_accuracy_vs_tokens(runs, labels, out / "accuracy_vs_tokens.png")
     lines = [
         f"# Sweep report: {sweep}",
         "",
-        f"{len(runs)} runs, {len(runs) - len(failed)} finished, {len(failed)} failed. "
+        f"{len(base)} runs, {len(base) - len(failed)} finished, {len(failed)} failed"
+        + (f"; {len(runs) - len(base)} more rows evaluate a run's checkpoint with another decoding "
+           "(`RUN/mode`, eval.extra_decodings). " if len(runs) > len(base) else ". ") +
         "Columns before `status` are the config keys whose values differ between runs "
         f"({', '.join(f'`{k}`' for k in keys) or 'none'}); the rest come from each run's `metrics.json`: "
         "greedy `accuracy`, unbiased `pass@k` over the sampled completions, mean completion tokens "
@@ -238,7 +265,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         "![pass@k against k](pass_at_k.png)",
         "",
         "Accuracy at equal test-time compute: each point of a run is pass@k placed at k times its "
-        "mean sampled completion length, so a run whose answers are twice as long is read against "
+        "mean sampled completion length (self_backtrack: all tokens its search sampled), so a run whose answers are twice as long is read against "
         "a shorter-writing run's pass@2 at the same x; the hollow marker is greedy accuracy.",
         "",
         "![accuracy against generated tokens per problem](accuracy_vs_tokens.png)",
@@ -250,7 +277,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
             lines.append(f"- `{r['dir']}`: no metrics.json (failed, or still running); overrides: `{' '.join(r['overrides']) or '(none)'}`")
         lines.append("")
     lines += ["## Overrides of each run", ""]
-    lines += [f"- {r['name']}: `{' '.join(r['overrides']) or '(none)'}`" for r in runs]
+    lines += [f"- {r['name']}: `{' '.join(r['overrides']) or '(none)'}`" for r in base]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
