@@ -107,6 +107,38 @@ def test_report_of_a_sweep_with_no_samples_and_only_failures(tmp_path):
     assert (s / "pass_at_k.png").stat().st_size > 0 and (s / "accuracy_vs_tokens.png").stat().st_size > 0
 
 
+def test_extra_decodings_of_a_run_get_rows_of_their_own(tmp_path):
+    """A run evaluated with eval.extra_decodings has one more row per mode, ``RUN/mode``, told
+    apart by eval.decoding; the extra_decodings keys themselves are no column; self_backtrack's
+    equal-compute point uses every token its search sampled."""
+    from train import report as rep
+
+    s = tmp_path / "s"
+    sb_config = {"erase": {}, "self_backtrack": {"num_samples": 0}}
+    c = config("backspace")
+    c["arm"]["extra_decodings"] = sb_config
+    c["eval"].update(decoding="visible", extra_decodings="${arm.extra_decodings}")
+    m = metrics(0.3, 0.25, 0.35, 0.45, 150.0, 0.33)
+    m["decodings"] = {"erase": {**metrics(0.32, 0.3, 0.4, 0.5, 120.0, 0.3), "mean_generated_tokens": 120.0},
+                      "self_backtrack": {"accuracy": 0.4, "mean_completion_tokens": 140.0,
+                                         "mean_generated_tokens": 900.0, "backspace_use": 0.5}}
+    fake_run(s, "0", config("direct") | {"eval": {"k": [1, 2, 4], "decoding": "visible"}}, ["arm={style:direct}"],
+             metrics(0.25, 0.2, 0.3, 0.4, 60.0, 0.0))
+    fake_run(s, "1", c, ["arm={style:backspace,extra_decodings:{erase:{},self_backtrack:{num_samples:0}}}"], m)
+    text = rep.report(s).read_text()
+    head, table = rows(text)
+    assert [r["run"] for r in table] == ["0", "1", "1/erase", "1/self_backtrack"]
+    assert [r["decoding"] for r in table] == ["visible", "visible", "erase", "self_backtrack"]
+    assert [r["style"] for r in table] == ["direct", "backspace", "backspace", "backspace"]
+    assert not any("extra_decodings" in h for h in head)
+    assert table[2]["accuracy"] == "0.320" and table[3]["accuracy"] == "0.400" and table[3]["pass@1"] == "-"
+    assert table[3]["mean_generated_tokens"] == "900.000"
+    assert "2 runs, 2 finished, 0 failed; 2 more rows" in text
+    assert text.count("- 1: `arm=") == 1                      # overrides listed once per run
+    assert rep.tokens_per_answer(m["decodings"]["self_backtrack"], sampled=False) == 900.0
+    assert rep.tokens_per_answer(metrics(0.1, 0.1, 0.1, 0.1, 50.0, 0.0), sampled=True) == pytest.approx(55.0)  # older metrics
+
+
 def test_joblib_sweep_of_two_jobs_then_its_report(tmp_path):
     """A real two-job multirun through hydra-joblib-launcher (two local processes), then the report."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")

@@ -204,6 +204,10 @@ def run_train(*args, cwd=ROOT):
     (["+sft.no_such_field=1"], "sft.no_such_field: not a field of TRL's SFTConfig"),
     (["grpo.rewards=[correctness,elegance]"], "grpo.rewards: unknown reward 'elegance'"),
     (["eval.decoding=beam"], "eval.decoding: must be one of visible, erase, self_backtrack"),
+    (["eval.extra_decodings={erase: {beam_width: 2}}"], "eval.extra_decodings.erase.beam_width: not a key"),
+    (["eval.extra_decodings={visible: {}}"], "eval.extra_decodings.visible: is already eval.decoding"),
+    (["eval.extra_decodings={sideways: {}}"], "eval.extra_decodings.sideways: not a decoding"),
+    (["eval.extra_decodings={self_backtrack: {self_backtrack: {score: best}}}"], "eval.self_backtrack.score"),
 ])
 def test_bad_input_is_refused_before_training(tmp_path, args, message):
     r = run_train("experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}", *args)
@@ -251,11 +255,27 @@ def test_smoke_run_writes_metrics_and_samples_that_rejudge(tmp_path):
     assert rejudge(run_dir)["loop_rate"] == metrics["loop_rate"]
     for stage in ("sft", "grpo"):
         assert (run_dir / stage / "tokenizer.json").exists() and (run_dir / stage / "config.json").exists()
-    # eval alone, from the GRPO checkpoint
+    # eval alone, from the GRPO checkpoint, with two more decodings of the same checkpoint
+    again = tmp_path / "eval"
     r = run_train("experiment=smoke", "sft.enabled=false", "grpo.enabled=false", f"init_from={run_dir / 'grpo'}",
-                  f"hydra.run.dir={tmp_path / 'eval'}", f"data.cache_dir={tmp_path / 'cache'}")
+                  f"hydra.run.dir={again}", f"data.cache_dir={tmp_path / 'cache'}",
+                  "eval.extra_decodings={erase: {}, self_backtrack: {num_samples: 0, self_backtrack: {n: 2, b: 1}}}")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n_problems"] == 8
+    metrics = json.loads((again / "metrics.json").read_text())
+    assert metrics["n_problems"] == 8 and metrics["decoding"] == "visible"
+    assert list(metrics["decodings"]) == ["erase", "self_backtrack"]
+    erase, sb = metrics["decodings"]["erase"], metrics["decodings"]["self_backtrack"]
+    assert erase["decoding"] == "erase" and "pass@2" in erase and "pass@1" not in sb
+    assert sb["self_backtrack"] == {"n": 2, "b": 1, "score": "logprob"}   # the override merged into the default
+    # a self_backtrack answer costs every sample of its search: at least n = 2 completions' worth
+    assert sb["mean_generated_tokens"] >= sb["mean_completion_tokens"]
+    assert erase["mean_generated_tokens"] == erase["mean_completion_tokens"]
+    for mode, n_rows in (("erase", 8 * 3), ("self_backtrack", 8)):
+        rows = [json.loads(line) for line in open(again / f"samples.{mode}.jsonl")]
+        assert len(rows) == n_rows
+        assert rejudge(again, f"samples.{mode}.jsonl")["disagreements"] == 0
+    r = subprocess.run([sys.executable, "-m", "train.rejudge", str(again)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count("re-judged greedy accuracy") == 3, r.stdout + r.stderr
 
 
 def test_multirun_leaves_one_run_directory_per_combination(tmp_path):

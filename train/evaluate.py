@@ -103,6 +103,8 @@ def check_extra(e: dict) -> None:
     if not isinstance(extra, dict):
         raise ConfigError("eval.extra_decodings", f"expected a mapping of decoding -> eval overrides, got {extra!r}")
     for mode, over in extra.items():
+        if mode not in decode.DECODINGS:
+            raise ConfigError(f"eval.extra_decodings.{mode}", f"not a decoding (one of {', '.join(decode.DECODINGS)})")
         if mode == e.get("decoding", "visible"):
             raise ConfigError(f"eval.extra_decodings.{mode}", "is already eval.decoding")
         if over is not None and not isinstance(over, dict):

@@ -119,10 +119,14 @@ def varying_keys(runs: list[dict]) -> list[str]:
     return sorted(columns.values())
 
 
+VAGUE = ("enabled", "n", "path", "kind")  # last parts that say nothing alone: grpo.enabled stays whole
+
+
 def short_names(keys: list[str]) -> dict[str, str]:
-    """The last part of each dotted key where that is unique among ``keys``, else the whole key."""
+    """The last part of each dotted key where that is unique among ``keys`` and says something
+    alone, else the whole key."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+    return {k: (s if last.count(s) == 1 and s not in VAGUE else k) for k, s in zip(keys, last)}
 
 
 def pass_ks(metrics: dict) -> list[int]:
