@@ -133,6 +133,20 @@ def pass_ks(metrics: dict) -> list[int]:
     return sorted(int(k[5:]) for k in metrics if k.startswith("pass@") and k[5:].isdigit())
 
 
+def wilson(p: float, n: int | None, z: float = 1.96) -> str | None:
+    """The Wilson 95% interval of a greedy accuracy ``p`` on ``n`` problems, as "lo-hi": how far
+    apart two rows must be before the difference means something.
+
+    >>> wilson(0.2, 300), wilson(0.0, 100), wilson(0.5, None)
+    ('0.159-0.249', '0.000-0.037', None)
+    """
+    if not n:
+        return None
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return f"{max(0.0, centre - half):.3f}-{min(1.0, centre + half):.3f}"
+
+
 def fmt(value) -> str:
     if value is None:
         return "-"
@@ -153,7 +167,7 @@ def label(run: dict, keys: list[str], names: dict[str, str]) -> str:
 def table(runs: list[dict], keys: list[str], names: dict[str, str]) -> str:
     done = [r["metrics"] for r in runs if r["metrics"]]
     ks = sorted({k for m in done for k in pass_ks(m)})
-    metric_cols = ["accuracy"] + [f"pass@{k}" for k in ks] + [c for c in RATES if any(c in m for m in done)]
+    metric_cols = ["accuracy", "accuracy_95ci"] + [f"pass@{k}" for k in ks] + [c for c in RATES if any(c in m for m in done)]
     head = ["run"] + [names[k] for k in keys] + ["status"] + metric_cols
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
@@ -163,7 +177,8 @@ def table(runs: list[dict], keys: list[str], names: dict[str, str]) -> str:
         elif "accuracy" not in r["metrics"]:
             cells += ["trained, not evaluated"] + [fmt(r["metrics"].get(c)) for c in metric_cols]
         else:
-            cells += ["ok"] + [fmt(r["metrics"].get(c)) for c in metric_cols]
+            m = {**r["metrics"], "accuracy_95ci": wilson(r["metrics"]["accuracy"], r["metrics"].get("n_problems"))}
+            cells += ["ok"] + [fmt(m.get(c)) for c in metric_cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -260,7 +275,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
            "(`RUN/mode`, eval.extra_decodings). " if len(runs) > len(base) else ". ") +
         "Columns before `status` are the config keys whose values differ between runs "
         f"({', '.join(f'`{k}`' for k in keys) or 'none'}); the rest come from each run's `metrics.json`: "
-        "greedy `accuracy`, unbiased `pass@k` over the sampled completions, mean completion tokens "
+        "greedy `accuracy` with its Wilson 95% interval over the problems, unbiased `pass@k` over the sampled completions, mean completion tokens "
         "(greedy; `_sampled`: of the samples), `backspace_use` (share of greedy completions that erase), "
         "and the malformed, no-answer and loop rates of the greedy completions.",
         "",
