@@ -72,6 +72,7 @@ def test_report_table_shows_only_what_varies_and_lists_failed_runs(sweep, tmp_pa
     assert [r["style"] for r in table] == ["direct", "backspace", "backspace", "search"]
     assert [r["mask_erased"] for r in table] == ["false", "false", "true", "false"]
     assert table[1]["accuracy"] == "0.300" and table[1]["pass@4"] == "0.450"
+    assert table[1]["accuracy_95ci"] == "0.219-0.396"                  # Wilson, 30 of 100
     assert table[1]["mean_completion_tokens"] == "150.000" and table[1]["backspace_use"] == "0.330"
     assert table[0]["malformed_rate"] == "0.010" and table[0]["no_answer_rate"] == "0.020"
     assert "failed" in table[2]["status"] and table[2]["accuracy"] == ""
