@@ -53,7 +53,14 @@ def sweep(tmp_path):
 
 
 def rows(report_md):
-    lines = [line for line in report_md.splitlines() if line.startswith("| ")]
+    """The first markdown table of the text: its head and one dict per row."""
+    lines = []
+    for line in report_md.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:
+            break
+    lines = [line for line in lines if line.startswith("| ")]   # the |---| rule is no row
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     return head, [dict(zip(head, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
 
@@ -138,6 +145,31 @@ def test_extra_decodings_of_a_run_get_rows_of_their_own(tmp_path):
     assert text.count("- 1: `arm=") == 1                      # overrides listed once per run
     assert rep.tokens_per_answer(m["decodings"]["self_backtrack"], sampled=False) == 900.0
     assert rep.tokens_per_answer(metrics(0.1, 0.1, 0.1, 0.1, 50.0, 0.0), sampled=True) == pytest.approx(55.0)  # older metrics
+
+
+def test_equal_compute_table_takes_the_largest_k_that_fits_the_budget(sweep, tmp_path):
+    """Run 1: greedy 0.3 at 150 tokens, samples of 165 tokens: pass@1 fits 256, pass@2 (330)
+    and pass@4 (660) fit 1024; run 0 (60 and 66 tokens) fits greedy in 64 already."""
+    from train.report import budgets_of, report, within_budget
+
+    m = metrics(0.3, 0.25, 0.35, 0.45, 150.0, 0.33)
+    assert within_budget(m, 100) is None
+    assert within_budget(m, 160) == (0.3, "greedy")                # greedy fits, pass@1 (165) not yet
+    assert within_budget(m, 256) == (0.3, "greedy")                # pass@1 0.25 fits but is lower
+    assert within_budget(m, 400) == (0.35, "pass@2")
+    assert within_budget(m, 1024) == (0.45, "pass@4")
+    sb = {"accuracy": 0.4, "decoding": "self_backtrack", "mean_completion_tokens": 90.0, "mean_generated_tokens": 900.0}
+    assert within_budget(sb, 512) is None and within_budget(sb, 1024) == (0.4, "selected")
+    text = report(sweep, tmp_path / "out").read_text()
+    section = text.split("## At equal test-time compute")[1].split("![")[0]
+    head, table = rows(section)
+    assert head[1:] == [f"<= {b}" for b in budgets_of([{"metrics": metrics(0.25, 0.2, 0.3, 0.4, 60.0, 0.0)},
+                                                         {"metrics": metrics(0.125, 0.1, 0.2, 0.3, 200.0, 0.0)}])]
+    assert head[1] == "<= 64" and head[-1] == "<= 1024"            # 60 tokens up to 4 x 220
+    by_run = {r["run"].split(":")[0]: r for r in table}
+    assert set(by_run) == {"0", "1", "10"}                          # the failed run has no row
+    assert by_run["0"]["<= 64"] == "0.250 (greedy)" and by_run["1"]["<= 64"] == "-"
+    assert by_run["1"]["<= 1024"] == "0.450 (pass@4)"
 
 
 def test_joblib_sweep_of_two_jobs_then_its_report(tmp_path):

@@ -159,8 +159,14 @@ def fmt(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def label(run: dict, keys: list[str], names: dict[str, str]) -> str:
-    parts = [f"{names[k]}={fmt(run['config'].get(k))}" for k in keys]
+def label(run: dict, keys: list[str], names: dict[str, str], runs: list[dict] | None = None) -> str:
+    """``RUN: key=value, ...`` over the varying keys; given all ``runs``, only the values that
+    differ from the most common one (``style`` always), so legends stay short."""
+    def common(k):
+        values = [fmt(r["config"].get(k)) for r in runs]
+        return max(values, key=values.count)
+    parts = [f"{names[k]}={fmt(run['config'].get(k))}" for k in keys
+             if runs is None or names[k] == "style" or fmt(run["config"].get(k)) != common(k)]
     return f"{run['name']}: " + (", ".join(parts) if parts else "(no differences)")
 
 
@@ -180,6 +186,52 @@ def table(runs: list[dict], keys: list[str], names: dict[str, str]) -> str:
             m = {**r["metrics"], "accuracy_95ci": wilson(r["metrics"]["accuracy"], r["metrics"].get("n_problems"))}
             cells += ["ok"] + [fmt(m.get(c)) for c in metric_cols]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def budgets_of(runs: list[dict]) -> list[int]:
+    """Powers of two from the cheapest answer of any run to the dearest pass@k of any run."""
+    costs = []
+    for r in runs:
+        m = r["metrics"] or {}
+        if "accuracy" in m:
+            costs.append(tokens_per_answer(m, sampled=False) or 1)
+            per = tokens_per_answer(m, sampled=True)
+            costs += [k * per for k in pass_ks(m) if per]
+    if not costs:
+        return []
+    lo, hi = max(1, int(min(costs))).bit_length(), max(1, int(max(costs))).bit_length()
+    return [2 ** b for b in range(lo, hi + 1)]
+
+
+def within_budget(m: dict, budget: float) -> tuple[float, str] | None:
+    """The best a run does with at most ``budget`` generated tokens per problem, no
+    interpolation: greedy accuracy (self_backtrack: its one selected answer) if the mean
+    greedy answer fits, pass@k for the largest k whose k samples fit. pass@k is an oracle
+    (any of k right counts); greedy and self_backtrack pick one answer without one."""
+    options = []
+    greedy_cost = tokens_per_answer(m, sampled=False)
+    if greedy_cost is not None and greedy_cost <= budget:
+        options.append((m["accuracy"], "greedy" if m.get("decoding") != "self_backtrack" else "selected"))
+    per = tokens_per_answer(m, sampled=True)
+    fits = [k for k in pass_ks(m) if per and k * per <= budget]
+    if fits and "mean_completion_tokens_sampled" in m:
+        options.append((m[f"pass@{max(fits)}"], f"pass@{max(fits)}"))
+    return max(options) if options else None
+
+
+def budget_table(runs: list[dict], labels: dict[str, str]) -> str:
+    done = [r for r in runs if r["metrics"] and "accuracy" in r["metrics"]]
+    budgets = budgets_of(done)
+    if not budgets:
+        return "(no evaluated run)"
+    lines = ["| run | " + " | ".join(f"<= {b}" for b in budgets) + " |", "|" + "---|" * (len(budgets) + 1)]
+    for r in done:
+        cells = []
+        for b in budgets:
+            best = within_budget(r["metrics"], b)
+            cells.append("-" if best is None else f"{best[0]:.3f} ({best[1]})")
+        lines.append(f"| {labels[r['name']]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -261,7 +313,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         raise FileNotFoundError(f"{sweep}: no run directories (none holds .hydra/ or metrics.json)")
     keys = varying_keys(runs)
     names = short_names(keys)
-    labels = {r["name"]: label(r, keys, names) for r in runs}
+    labels = {r["name"]: label(r, keys, names, runs) for r in runs}
     failed = [r for r in runs if r["metrics"] is None]
     base = [r for r in runs if not r.get("extra")]
 
@@ -280,6 +332,15 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         "and the malformed, no-answer and loop rates of the greedy completions.",
         "",
         table(runs, keys, names),
+        "",
+        "## At equal test-time compute",
+        "",
+        "The best each row does within a budget of generated tokens per problem (its mean; "
+        "self_backtrack counts every token its search sampled): greedy accuracy where the greedy "
+        "answer fits, pass@k for the largest k whose samples fit; no interpolation. pass@k is an "
+        "oracle (one right sample of k counts); greedy and self_backtrack's selected answer are not.",
+        "",
+        budget_table(runs, labels),
         "",
         "![pass@k against k](pass_at_k.png)",
         "",
