@@ -235,12 +235,21 @@ def budget_table(runs: list[dict], labels: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _style(i: int) -> dict:
+    """Line i's colour and dash: ten colours, then the same ten dashed, then dotted."""
+    return {"color": f"C{i % 10}", "linestyle": ("-", "--", ":")[(i // 10) % 3]}
+
+
+def _legend(ax) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
 def _figure():
     """A blank figure drawn without a display (the Agg backend: runs on clusters too)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 5))
     return plt, fig, ax
 
 
@@ -259,7 +268,7 @@ def plot_pass_at_k(runs: list[dict], labels: dict[str, str], path: Path) -> None
         m = r["metrics"] or {}
         ks = pass_ks(m)
         if ks:
-            ax.plot(ks, [m[f"pass@{k}"] for k in ks], marker="o", label=labels[r["name"]])
+            ax.plot(ks, [m[f"pass@{k}"] for k in ks], marker="o", label=labels[r["name"]], **_style(drawn))
             drawn += 1
     if not drawn:
         ax.text(0.5, 0.5, "no run has pass@k (eval.num_samples=0, or every run failed)",
@@ -268,7 +277,7 @@ def plot_pass_at_k(runs: list[dict], labels: dict[str, str], path: Path) -> None
         all_ks = sorted({k for r in runs for k in pass_ks(r["metrics"] or {})})
         ax.set_xscale("log", base=2)
         ax.set_xticks(all_ks, [str(k) for k in all_ks])
-        ax.legend(fontsize=7, loc="best")
+        _legend(ax)
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("pass@k")
     _save(plt, fig, ax, path)
@@ -281,12 +290,13 @@ def plot_accuracy_vs_tokens(runs: list[dict], labels: dict[str, str], path: Path
         m = r["metrics"] or {}
         if "accuracy" not in m:
             continue
-        color = f"C{drawn % 10}"
+        style = _style(drawn)
+        color = style["color"]
         per_sample = tokens_per_answer(m, sampled=True) or tokens_per_answer(m, sampled=False)
         greedy_x = tokens_per_answer(m, sampled=False)
         ks = pass_ks(m)
         if ks and per_sample:
-            ax.plot([k * per_sample for k in ks], [m[f"pass@{k}"] for k in ks], marker="o", color=color,
+            ax.plot([k * per_sample for k in ks], [m[f"pass@{k}"] for k in ks], marker="o", **style,
                     label=labels[r["name"]])
             ax.scatter([greedy_x], [m["accuracy"]], facecolors="none", edgecolors=color)
         else:
@@ -297,7 +307,7 @@ def plot_accuracy_vs_tokens(runs: list[dict], labels: dict[str, str], path: Path
         ax.text(0.5, 0.5, "no evaluated run", ha="center", va="center", transform=ax.transAxes)
     else:
         ax.set_xscale("log")
-        ax.legend(fontsize=7, loc="best")
+        _legend(ax)
     ax.set_xlabel("generated tokens per problem (k x mean sampled completion; hollow: greedy)")
     ax.set_ylabel("pass@k (filled) / greedy accuracy (hollow)")
     _save(plt, fig, ax, path)
