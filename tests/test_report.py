@@ -172,6 +172,28 @@ def test_equal_compute_table_takes_the_largest_k_that_fits_the_budget(sweep, tmp
     assert by_run["1"]["<= 1024"] == "0.450 (pass@4)"
 
 
+def test_runs_that_differ_only_in_seed_are_averaged(tmp_path):
+    from train.report import report
+
+    s = tmp_path / "s"
+    for i, (style, seed, acc) in enumerate([("direct", 0, 0.1), ("direct", 1, 0.2), ("search", 0, 0.3),
+                                            ("search", 1, 0.5), ("search", 2, 0.4)]):
+        c = config(style) | {"seed": seed}
+        fake_run(s, str(i), c, [f"arm={{style:{style}}}", f"seed={seed}"], metrics(acc, acc, acc, 0.6, 50.0, 0.0))
+    text = report(s).read_text()
+    head, table = rows(text.split("## Over seeds")[1])
+    assert head == ["style", "seeds", "accuracy mean", "min-max", "pass@1 mean", "pass@2 mean", "pass@4 mean"]
+    assert table == [
+        {"style": "direct", "seeds": "2", "accuracy mean": "0.150", "min-max": "0.100-0.200", "pass@1 mean": "0.150",
+         "pass@2 mean": "0.150", "pass@4 mean": "0.600"},
+        {"style": "search", "seeds": "3", "accuracy mean": "0.400", "min-max": "0.300-0.500", "pass@1 mean": "0.400",
+         "pass@2 mean": "0.400", "pass@4 mean": "0.600"}]
+    fake = tmp_path / "one_seed"                                   # no seed column: no such section
+    fake_run(fake, "0", config("direct"), [], metrics(0.1, 0.1, 0.1, 0.1, 50.0, 0.0))
+    fake_run(fake, "1", config("search"), [], metrics(0.1, 0.1, 0.1, 0.1, 50.0, 0.0))
+    assert "## Over seeds" not in report(fake).read_text()
+
+
 def test_joblib_sweep_of_two_jobs_then_its_report(tmp_path):
     """A real two-job multirun through hydra-joblib-launcher (two local processes), then the report."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")

@@ -235,6 +235,30 @@ def budget_table(runs: list[dict], labels: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def seed_table(runs: list[dict], keys: list[str], names: dict[str, str]) -> str | None:
+    """When ``seed`` is among the varying keys: one row per group of runs that differ only in
+    their seed, with the number of seeds, the mean and range of greedy accuracy and the mean of
+    each pass@k. None when no key called seed varies."""
+    if "seed" not in keys:
+        return None
+    others = [k for k in keys if k != "seed"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r["metrics"] and "accuracy" in r["metrics"]:
+            groups.setdefault(tuple(fmt(r["config"].get(k)) for k in others), []).append(r)
+    ks = sorted({k for rs in groups.values() for r in rs for k in pass_ks(r["metrics"])})
+    head = [names[k] for k in others] + ["seeds", "accuracy mean", "min-max"] + [f"pass@{k} mean" for k in ks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for values, rs in groups.items():
+        accs = [r["metrics"]["accuracy"] for r in rs]
+        cells = list(values) + [str(len(rs)), fmt(sum(accs) / len(accs)), f"{min(accs):.3f}-{max(accs):.3f}"]
+        for k in ks:
+            got = [r["metrics"][f"pass@{k}"] for r in rs if f"pass@{k}" in r["metrics"]]
+            cells.append(fmt(sum(got) / len(got)) if got else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _style(i: int) -> dict:
     """Line i's colour and dash: ten colours, then the same ten dashed, then dotted."""
     return {"color": f"C{i % 10}", "linestyle": ("-", "--", ":")[(i // 10) % 3]}
@@ -343,6 +367,13 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         "",
         table(runs, keys, names),
         "",
+    ]
+    seeds = seed_table(runs, keys, names)
+    if seeds:
+        lines += ["## Over seeds", "",
+                  "Runs that differ only in `seed`, taken together (greedy accuracy's mean and range, "
+                  "pass@k's mean).", "", seeds, ""]
+    lines += [
         "## At equal test-time compute",
         "",
         "The best each row does within a budget of generated tokens per problem (its mean; "
