@@ -25,10 +25,47 @@ def main() -> None:
                "sft.disable_tqdm=true", "grpo.max_steps=4", "eval.enabled=false"]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         m = json.loads((run / "metrics.json").read_text())
+        speeds = decoding_speeds(run / "grpo", Path(tmp) / "cache")
     print(f"train benchmark: tiny model ({m['parameters'] / 1e6:.2f}M parameters), 3-number Countdown backspace traces")
     print(f"  SFT:  {m['sft_tokens_per_second']:.0f} tokens/s  ({m['sft_steps']} steps of the default batch in {m['sft_seconds']} s)")
     print(f"  GRPO: {m['grpo_completions_per_second']:.2f} completions/s  ({m['grpo_steps']} steps of 16 completions "
           f"in {m['grpo_seconds']} s)")
+    print("  eval (20 test puzzles, 1 greedy + 4 samples each, up to 560 tokens, the GRPO checkpoint):")
+    for name, (n, seconds, tokens) in speeds.items():
+        print(f"    {name:<16} {n / seconds:6.1f} completions/s  {tokens / seconds:7.0f} tokens/s  ({n} in {seconds:.1f} s)")
+
+
+def decoding_speeds(checkpoint: Path, cache: Path) -> dict[str, tuple[int, float, int]]:
+    """Completions, seconds and generated tokens for the same prompts through model.generate
+    and through each eval.decoding of train/decode.py."""
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from train import decode
+    from train.data import prompt_of, read_split
+    from train.evaluate import generate as hf_generate
+    from train.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).eval()
+    data = next(p.parent for p in cache.rglob("manifest.json"))
+    prompts = [prompt_of(r["Question"]) for r in read_split(data, "test")[:20]]
+    kw = dict(temperature=1.0, max_new_tokens=560, batch_size=64)
+    runs = {"model.generate": lambda **a: hf_generate(model, tokenizer, prompts, **a, **kw)}
+    for mode in ("visible", "erase"):
+        runs[f"decoding={mode}"] = lambda mode=mode, **a: decode.generate(model, tokenizer, prompts, decoding=mode,
+                                                                       **a, **kw)
+    out = {}
+    for name, fn in runs.items():
+        t0 = time.perf_counter()
+        rows = fn(num_return_sequences=1, do_sample=False) + fn(num_return_sequences=4, do_sample=True)
+        seconds = time.perf_counter() - t0
+        flat = [r for per_prompt in rows for r in per_prompt]
+        out[name] = (len(flat), seconds, sum(r[1] for r in flat))
+    return out
 
 
 if __name__ == "__main__":
