@@ -81,6 +81,10 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
     if any(not ids for ids in prompt_ids):
         raise ValueError("every prompt needs at least one token")
     model.eval()
+    if decoding == "visible" and not getattr(model.generation_config, "use_cache", True):
+        from train.evaluate import generate as hf_generate  # our loop needs a KV cache; this model has none
+        return hf_generate(model, tokenizer, prompts, num_return_sequences=num_return_sequences, do_sample=do_sample,
+                           temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
     if decoding in ("visible", "erase"):  # visible: the loop without erasing, model.generate's stream (tested)
         rows = [_Row(ids) for ids in prompt_ids for _ in range(num_return_sequences)]
         _run_batches(model, tokenizer, rows, do_sample=do_sample, temperature=temperature,
