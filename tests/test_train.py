@@ -273,7 +273,7 @@ def test_smoke_run_writes_metrics_and_samples_that_rejudge(tmp_path):
     for mode, n_rows in (("erase", 8 * 3), ("self_backtrack", 8)):
         rows = [json.loads(line) for line in open(again / f"samples.{mode}.jsonl")]
         assert len(rows) == n_rows
-        assert rejudge(again, f"samples.{mode}.jsonl")["disagreements"] == 0
+        assert rejudge(again, mode)["disagreements"] == 0
     r = subprocess.run([sys.executable, "-m", "train.rejudge", str(again)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.count("re-judged greedy accuracy") == 3, r.stdout + r.stderr
 

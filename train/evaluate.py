@@ -124,19 +124,24 @@ def extra_config(e: dict, mode: str) -> dict:
     return {**e, **over, "decoding": mode, "extra_decodings": {}, "tool_loop": {"enabled": False}}
 
 
+def samples_file(mode: str | None) -> str:
+    """samples.jsonl of the main evaluation, samples.<mode>.jsonl of an extra decoding."""
+    return "samples.jsonl" if mode is None else f"samples.{mode}.jsonl"
+
+
 def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> dict:
     """Evaluate with ``eval.decoding`` (``samples.jsonl``), then the same checkpoint once more
     for each mode of ``eval.extra_decodings`` (``samples.<mode>.jsonl``; its metrics under
     ``metrics["decodings"][mode]``)."""
     check_extra(e)
-    metrics = evaluate_one(model, tokenizer, records, e, run_dir / "samples.jsonl")
+    metrics = evaluate_one(model, tokenizer, records, e, run_dir / samples_file(None))
     extra = e.get("extra_decodings") or {}
     if extra:
         metrics["decodings"] = {}
         for mode in extra:
             print(f"evaluating again with eval.decoding={mode}")
             metrics["decodings"][mode] = evaluate_one(model, tokenizer, records, extra_config(e, mode),
-                                                      run_dir / f"samples.{mode}.jsonl")
+                                                      run_dir / samples_file(mode))
     return metrics
 
 

@@ -81,8 +81,10 @@ def project_verdict(row: dict) -> bool:
     return answer is not None and bool(verifier(row["task"])(row["puzzle"], answer))
 
 
-def rejudge(run_dir: Path, samples: str = "samples.jsonl") -> dict:
-    rows = [json.loads(line) for line in open(run_dir / samples, encoding="utf-8")]
+def rejudge(run_dir: Path, mode: str | None = None) -> dict:
+    """Re-judge the main evaluation's completions, or with ``mode`` those of that extra decoding."""
+    from train.evaluate import samples_file
+    rows = [json.loads(line) for line in open(run_dir / samples_file(mode), encoding="utf-8")]
     greedy = [r for r in rows if r["mode"] == "greedy"]
     verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"]) if r["task"] in CHECKERS else project_verdict(r)
                 for r in greedy]
@@ -91,10 +93,9 @@ def rejudge(run_dir: Path, samples: str = "samples.jsonl") -> dict:
               "independent": sum(r["task"] in CHECKERS for r in greedy)}
     config = run_dir / "config.json"
     if config.exists():
-        from train.evaluate import is_loop
+        from train.evaluate import extra_config, is_loop
         e = json.loads(config.read_text())["eval"]
-        mode = samples[len("samples."):-len(".jsonl")] if samples != "samples.jsonl" else None
-        limit = ((e.get("extra_decodings") or {}).get(mode) or {}).get("max_new_tokens", e["max_new_tokens"])
+        limit = (extra_config(e, mode) if mode else e)["max_new_tokens"]
         result["loop_rate"] = sum(is_loop(r["completion"], r["tokens"] >= limit) for r in greedy) / len(greedy)
     return result
 
@@ -103,13 +104,13 @@ def main() -> None:
     """Re-judge samples.jsonl, then samples.<mode>.jsonl of each extra decoding (eval.extra_decodings)."""
     run_dir = Path(sys.argv[1])
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    passes = [("samples.jsonl", metrics)] + [(f"samples.{mode}.jsonl", m)
-                                             for mode, m in (metrics.get("decodings") or {}).items()]
+    from train.evaluate import samples_file
+    passes = [(None, metrics)] + list((metrics.get("decodings") or {}).items())
     disagreements = 0
-    for samples, said in passes:
-        result = rejudge(run_dir, samples)
+    for mode, said in passes:
+        result = rejudge(run_dir, mode)
         disagreements += result["disagreements"]
-        print(f"{run_dir / samples}: re-judged greedy accuracy {result['accuracy']:.4f} on {result['problems']} "
+        print(f"{run_dir / samples_file(mode)}: re-judged greedy accuracy {result['accuracy']:.4f} on {result['problems']} "
               f"problems (metrics.json says {said['accuracy']:.4f}; {result['disagreements']} verdicts differ; "
               f"{result['independent']} judged by this module's own checker, the rest by the project's verifier)")
         if "loop_rate" in result:
