@@ -159,15 +159,21 @@ def fmt(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def label(run: dict, keys: list[str], names: dict[str, str], runs: list[dict] | None = None) -> str:
-    """``RUN: key=value, ...`` over the varying keys; given all ``runs``, only the values that
-    differ from the most common one (``style`` always), so legends stay short."""
-    def common(k):
-        values = [fmt(r["config"].get(k)) for r in runs]
-        return max(values, key=values.count)
+def label(run: dict, keys: list[str], names: dict[str, str], common: dict[str, str] | None = None) -> str:
+    """``RUN: key=value, ...`` over the varying keys; given each key's ``common`` (most frequent)
+    value, only the values that differ from it (``style`` always), so legends stay short."""
     parts = [f"{names[k]}={fmt(run['config'].get(k))}" for k in keys
-             if runs is None or names[k] == "style" or fmt(run["config"].get(k)) != common(k)]
+             if common is None or names[k] == "style" or fmt(run["config"].get(k)) != common[k]]
     return f"{run['name']}: " + (", ".join(parts) if parts else "(no differences)")
+
+
+def most_common(runs: list[dict], keys: list[str]) -> dict[str, str]:
+    """Each key's most frequent formatted value over ``runs``."""
+    out = {}
+    for k in keys:
+        values = [fmt(r["config"].get(k)) for r in runs]
+        out[k] = max(values, key=values.count)
+    return out
 
 
 def table(runs: list[dict], keys: list[str], names: dict[str, str]) -> str:
@@ -215,7 +221,7 @@ def within_budget(m: dict, budget: float) -> tuple[float, str] | None:
         options.append((m["accuracy"], "greedy" if m.get("decoding") != "self_backtrack" else "selected"))
     per = tokens_per_answer(m, sampled=True)
     fits = [k for k in pass_ks(m) if per and k * per <= budget]
-    if fits and "mean_completion_tokens_sampled" in m:
+    if fits:
         options.append((m[f"pass@{max(fits)}"], f"pass@{max(fits)}"))
     return max(options) if options else None
 
@@ -347,7 +353,8 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         raise FileNotFoundError(f"{sweep}: no run directories (none holds .hydra/ or metrics.json)")
     keys = varying_keys(runs)
     names = short_names(keys)
-    labels = {r["name"]: label(r, keys, names, runs) for r in runs}
+    common = most_common(runs, keys)
+    labels = {r["name"]: label(r, keys, names, common) for r in runs}
     failed = [r for r in runs if r["metrics"] is None]
     base = [r for r in runs if not r.get("extra")]
 
