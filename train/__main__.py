@@ -23,23 +23,19 @@ from solvers.config import ConfigError
 def run(c: dict, run_dir: Path) -> dict:
     """Check everything, then train and evaluate as the config says; return the metrics."""
     from train import grpo, sft
+    from train.checks import check
     from train.data import dataset_dir, prompt_of, read_split
     from train.evaluate import evaluate
     from train.model import build_model, count_parameters, lora_config
     from train.tokenizer import build_char_tokenizer, check_ordinary, load_tokenizer
     from train.trl_configs import grpo_config, sft_config
 
+    check(c)  # every bad value (train/checks.py), before any data, model or file is made
     run_dir.mkdir(parents=True, exist_ok=True)
     do = {stage: c[stage]["enabled"] for stage in ("sft", "grpo", "eval")}
     do["improve"] = (c.get("improve") or {}).get("enabled", False)
     if do["improve"]:
         from train import improve
-        improve.check(c)
-    if do["eval"]:
-        from train import decode
-        decode.check(c["eval"])  # a bad eval.decoding is refused before training, not after
-        from train.evaluate import check_extra
-        check_extra(c["eval"])   # ... and a bad eval.extra_decodings
     data_dir = dataset_dir(c["data"])
     if (data_dir / "manifest.json").exists():
         from generate.write import summary
