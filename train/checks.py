@@ -136,13 +136,14 @@ def check_pass(e: dict, name: Name) -> None:
     ks = e.get("k")
     if n == 0:
         if ks:
-            raise ConfigError(name("k"), f"{ks} asks for pass@k, but num_samples is 0 (greedy only, no samples "
-                              "to count): set k to [] or num_samples to at least the largest k")
+            raise ConfigError(name("k"), f"{ks} asks for pass@k, but {name('num_samples')} is 0 (greedy only, "
+                              f"no samples to count): set k to [] or num_samples to at least the largest k")
         return
     positive(name("temperature"), e.get("temperature"),
              " when samples are drawn (greedy accuracy is always measured; num_samples=0 for greedy only)")
     if not isinstance(ks, list):
-        raise ConfigError(name("k"), f"must be a list of pass@k values from 1 to num_samples ({n}), got {ks!r}")
+        raise ConfigError(name("k"), f"must be a list of pass@k values from 1 to {name('num_samples')} ({n}), "
+                          f"got {ks!r}")
     for k in ks:
         if type(k) is not int or not 1 <= k <= n:
-            raise ConfigError(name("k"), f"pass@k needs 1 <= k <= num_samples ({n}), got {k!r} in {ks}")
+            raise ConfigError(name("k"), f"pass@k needs 1 <= k <= {name('num_samples')} ({n}), got {k!r} in {ks}")
