@@ -618,10 +618,7 @@ class RecordServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        port = self.server_address[1]
-        if self.loopback:
-            return f"http://127.0.0.1:{port}/"
-        host = self.server_address[0]
+        host, port = self.server_address[:2]
         if host in ("0.0.0.0", "::"):
             host = socket.gethostname()
         return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"

@@ -219,7 +219,8 @@ def test_saved_traces_pass_the_human_trace_checker(serve, tmp_path):
 def test_help_lists_the_options():
     out = subprocess.run([sys.executable, "-m", "generate.record", "--help"], capture_output=True,
                          text=True, timeout=60).stdout
-    for option in ("--task", "--questions", "--seed", "--out", "--timings", "--host", "--port", "--max-body"):
+    for option in ("--task", "--questions", "--seed", "--out", "--timings", "--host", "--port", "--max-body",
+                   "--reanswer", "--timeout", "--max-threads", "--allow-host"):
         assert option in out
 
 
@@ -434,6 +435,20 @@ def test_writing_requests_must_come_from_the_served_page(serve, tmp_path):
         got, reply = post(server, "/api/save", save_body(rec), headers=headers)
         assert got == status, (headers, reply)
         assert len(traces(tmp_path / "human")) == before + (status == 200)  # a refused save writes nothing
+
+
+def test_allowed_hosts():
+    cases = [  # (bound address, port, --allow-host, Host headers accepted, refused)
+        ("127.0.0.1", 8765, (), {"127.0.0.1:8765", "localhost:8765", "[::1]:8765"},
+         {"127.0.0.1", "127.0.0.1:80", "recorder.lan:8765"}),
+        ("127.0.0.1", 8765, ("recorder.lan",), set(), {"recorder.lan:8765"}),  # loopback: names nothing else
+        ("0.0.0.0", 8765, ("recorder.lan",), {f"{socket.gethostname().lower()}:8765", "recorder.lan:8765"},
+         {"evil.example:8765", "recorder.lan:8766"}),
+        ("0.0.0.0", 80, (), {"localhost", "localhost:80"}, {"evil.example"}),  # port 80 may go unsaid
+    ]
+    for host, port, extra, accepted, refused in cases:
+        hosts = record.allowed_hosts(host, port, extra)
+        assert accepted <= hosts and not refused & hosts, (host, port, extra, hosts)
 
 
 def test_any_address_keeps_the_host_and_origin_checks(tmp_path):
