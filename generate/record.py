@@ -405,7 +405,8 @@ class Handler(BaseHTTPRequestHandler):
         return origin.strip().lower() == "http://" + self.headers.get("Host", "").strip().lower()
 
     def _refuse(self) -> str:
-        return f"this recorder answers only requests to {self.server.url} (Host: {', '.join(sorted(self.server.hosts))})"
+        hosts = ", ".join(sorted(self.server.hosts))
+        return f"this recorder answers only requests to {self.server.url} (Host: {hosts})"
 
     def do_GET(self) -> None:
         if not self._host_ok():
@@ -428,7 +429,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise RequestError(403, self._refuse())
             if not self._origin_ok():
                 self.close_connection = True
-                raise RequestError(403, f"a request from the page of {self.headers.get('Origin')!r} is not "
+                raise RequestError(403, f"a request from the page of {str(self.headers.get('Origin'))[:100]!r} is not "
                                         f"this recorder's page: refused")
             body = self._body()
             path = self.path.split("?", 1)[0]

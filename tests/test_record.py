@@ -333,6 +333,15 @@ def test_reanswering_saves_each_answer_whole(serve, tmp_path):
     assert all(json.loads(p.read_text(encoding="utf-8"))["Reasoning"] == body["reasoning"] for p in saved)
 
 
+def test_when_every_question_is_recorded_none_is_handed_out_unless_reanswering(tmp_path, monkeypatch):
+    monkeypatch.setattr(record, "SEARCH_LIMIT", 3)  # a puzzle space of 3, all recorded
+    for reanswer, first in ((False, None), (True, 2)):
+        rec = Recorder(out=tmp_path / "human", reanswer=reanswer)
+        rec._done = {rec.question(i).text for i in range(3)}
+        q = rec.next_question()
+        assert (q.index if q else None) == first  # a recorded one would be refused on save
+
+
 def test_malformed_headers_get_400(serve, tmp_path):
     server, rec = serve()
     port = server.server_address[1]
