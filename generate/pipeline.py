@@ -138,10 +138,8 @@ def _file_digest(path: Path) -> str:
 
 
 def _folder_digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(folder.glob("*.json")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return f"sha256:{h.hexdigest()}"
+    from generate.human import folder_digest  # reads no FIFO, device or symlink out of the folder
+    return folder_digest(folder)
 
 
 def settings(cfg: dict) -> Settings:

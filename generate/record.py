@@ -21,17 +21,26 @@ a Sudoku grid, a graph path). With ``--timings`` a sibling ``.timings.json`` hol
 ``[ms since the question was shown, character]`` pair per character of the Reasoning.
 
 Safety: binds to 127.0.0.1; the server chooses every file name (a request that names one
-gets 400); bodies over ``--max-body`` bytes get 413, malformed JSON 400; a trace file is
-opened with mode "x" and is never overwritten; requests whose Host header is not the
-loopback address are refused (403), and POSTs must be application/json (415), so a web page
-in another tab cannot drive the recorder.
+gets 400); bodies over ``--max-body`` bytes get 413, malformed JSON or headers (a
+Content-Length that is not plain digits, Transfer-Encoding) 400; a trace is validated in full,
+every string encodable as UTF-8, before anything is written, then written to a temporary file
+and linked into place, so it is complete or absent and never overwrites a file; saves are
+serialised, so a question is saved once (``--reanswer`` allows more). A request whose Host is
+not this server's, or a POST whose Origin is not the page's, is refused (403); POSTs must be
+application/json (415): a web page in another tab cannot drive the recorder. A body must
+arrive within ``--timeout`` seconds (else 408 and the connection is closed); at most
+``--max-threads`` requests are served at once, the rest wait in a 128-deep listen queue.
+``--host 0.0.0.0`` exposes the recorder to the network: it prints a warning and still accepts
+only the machine's own names and addresses as Host and Origin.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -42,7 +51,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
-from generate.human import states_answer
+from generate.human import BadFile, check_string, parse, read_bytes, states_answer
 from generate.splits import item_rng
 from solvers import TASKS
 from solvers.trace import BACKSPACE, MalformedTrace, collapse
@@ -50,6 +59,9 @@ from solvers.trace import BACKSPACE, MalformedTrace, collapse
 BUDGET = 2048            # the seed format's "ideally under 2048 characters" of Reasoning
 MAX_BODY = 64 * 1024     # 2048 characters plus their timings is about 30 KB of JSON
 MAX_ANSWER_CHARS = 4096  # a graph path on a large maze is the longest answer a task accepts
+TIMEOUT = 10.0           # seconds a request's headers or body may take to arrive
+MAX_THREADS = 32         # requests served at once; more wait in the listen queue
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SEARCH_LIMIT = 10_000    # questions tried for one not yet recorded before giving up on novelty
 NAME_KEYS = {"name", "filename", "file", "path", "out", "dir"}
 # Tasks whose sample() makes a question from the config alone (llm_search's come from a file).
@@ -60,6 +72,7 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits only, as arithmetic.v
 # What a Reasoning may hold: printable text, "\n" and U+0008. Other control characters
 # ("\r", "\t", NUL, escape) are not typed by the page, so a stream holding one did not come from it.
 _CONTROL = re.compile(r"[\x00-\x07\x09\x0b-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # a Content-Length: ASCII digits only ("²".isdigit() is True)
 
 
 class RequestError(Exception):
@@ -89,15 +102,15 @@ def read_questions(path: Path, task: str) -> list[Question]:
     (Answer optional) or ``{"puzzle": {...}}`` (a puzzle of ``--task``, or of ``"task"``
     when the line names one). Blank lines are skipped; a bad line raises ValueError naming it."""
     out: list[Question] = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+            try:  # not UTF-8, not JSON, too deep, a huge integer, a lone surrogate or NUL
+                obj = parse(line)
+            except BadFile as e:
+                raise ValueError(f"{where}: {e}") from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{where}: expected an object, got {type(obj).__name__}")
             if "puzzle" in obj:
@@ -129,9 +142,9 @@ def recorded_questions(out: Path) -> set[str]:
     for path in out.glob("*.json"):
         if path.name.endswith(".timings.json"):
             continue
-        try:
-            q = json.loads(path.read_text(encoding="utf-8")).get("Question")
-        except (OSError, ValueError, AttributeError):
+        try:  # read as generate.human reads: no FIFO opened, no symlink followed out of ``out``
+            q = parse(read_bytes(path, out)).get("Question")
+        except (BadFile, AttributeError):
             continue
         if isinstance(q, str):
             seen.add(q)
@@ -148,15 +161,17 @@ class Recorder:
 
     def __init__(self, task: str = "arithmetic", seed: int = 0, out: Path = Path("data/human"),
                  questions: Optional[Path] = None, timings: bool = False, allow_wrong: bool = False,
-                 max_body: int = MAX_BODY) -> None:
+                 max_body: int = MAX_BODY, reanswer: bool = False) -> None:
         if task not in SAMPLED_TASKS:
             raise ValueError(f"--task must be one of {', '.join(SAMPLED_TASKS)}; got {task!r}")
         self.task, self.seed, self.out = task, seed, Path(out)
         self.timings, self.allow_wrong, self.max_body = timings, allow_wrong, max_body
+        self.reanswer = reanswer
         self.file = Path(questions) if questions else None
         self.listed = read_questions(self.file, task) if self.file else None
         self.config = TASKS[task].Config()
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # one save at a time: "already saved?" and the write are one step
         self._cache: dict[int, Question] = {}
         self._next = 0
         self._saves = 0
@@ -193,7 +208,8 @@ class Recorder:
             q = self.question(index)
             if q.text not in self._done:
                 return q
-        return self.question(index)  # a small puzzle space, all recorded: repeats are allowed now
+        # a small puzzle space, all recorded: repeats only where re-answering was asked for
+        return self.question(index) if self.reanswer else None
 
     def check(self, q: Question, answer: Any) -> tuple[Optional[bool], Any, str]:
         """(correct or None when nothing can check it, the Answer as the seed format writes it,
@@ -202,6 +218,7 @@ class Recorder:
             raise RequestError(400, "'answer' must be a non-empty string")
         if len(answer) > MAX_ANSWER_CHARS:
             raise RequestError(400, f"'answer' is longer than {MAX_ANSWER_CHARS} characters")
+        _encodable(answer, "'answer'")
         answer = answer.strip()
         if q.integer_answer:
             if not _INTEGER.fullmatch(answer):
@@ -218,8 +235,6 @@ class Recorder:
         return ok, value, "right" if ok else "wrong"
 
     def save(self, q: Question, reasoning: str, answer: Any, timings: Any) -> dict:
-        if q.index in self._saved:
-            raise RequestError(409, f"question {q.index} is already saved as {self._saved[q.index]}")
         check_reasoning(reasoning)
         correct, value, message = self.check(q, answer)
         if value is None:
@@ -234,42 +249,93 @@ class Recorder:
         record: dict[str, Any] = {"Question": q.text, "Answer": value, "Reasoning": reasoning}
         if q.task is not None:
             record.update(task=q.task, puzzle=q.puzzle)
-        name = self._write(q, record, timings if self.timings else None)
-        with self._lock:
-            self._done.add(q.text)
-            self._saved[q.index] = name
+        # encoded in full before any file is opened: what cannot be written is refused here
+        try:
+            data = (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+            extra = json.dumps(timings, ensure_ascii=False).encode("utf-8") if self.timings and timings is not None \
+                else None
+        except (UnicodeEncodeError, ValueError) as e:
+            raise RequestError(400, f"the trace cannot be written as UTF-8 JSON: {e}") from None
+        with self._save_lock:
+            if not self.reanswer:
+                if q.index in self._saved:
+                    raise RequestError(409, f"question {q.index} is already saved as {self._saved[q.index]}")
+                if q.text in self._done:
+                    raise RequestError(409, f"question {q.index} is already recorded in {self.out}/ "
+                                            f"(--reanswer records it again)")
+            name = self._write(q, data, extra)
+            with self._lock:
+                self._done.add(q.text)
+                self._saved[q.index] = name
         over = len(reasoning) > BUDGET
         return {"saved": name, "correct": correct, "characters": len(reasoning),
                 "message": f"saved {name}" + (f" ({len(reasoning)} characters: over the {BUDGET} "
                                               f"budget)" if over else "")}
 
-    def _write(self, q: Question, record: dict, timings: Optional[list]) -> str:
+    def _write(self, q: Question, data: bytes, timings: Optional[bytes]) -> str:
+        """Write the trace (and its timings) under a new name: each goes to a temporary file
+        first, then is linked to its name, which fails rather than overwrite a file that is
+        there; the trace is linked last, so a reader never sees it without its timings."""
         self.out.mkdir(parents=True, exist_ok=True)
         prefix = q.task or (re.sub(r"[^A-Za-z0-9_]+", "_", self.file.stem)[:40] or "question")
-        text = json.dumps(record, ensure_ascii=False, indent=1) + "\n"
-        while True:
-            with self._lock:
-                self._saves += 1
-                stem = f"{prefix}-{self._stamp()}-{self._saves:04d}"
-            path = self.out / f"{stem}.json"
-            try:  # "x": a name that exists is never overwritten; the next number is tried instead
-                with open(path, "x", encoding="utf-8") as f:
-                    f.write(text)
-            except FileExistsError:
-                continue
+        tmp = [self.out / f".{prefix}-{os.getpid()}-{threading.get_ident()}.{kind}.tmp"
+               for kind in ("trace", "timings")]
+        try:
+            _write_file(tmp[0], data)
             if timings is not None:
+                _write_file(tmp[1], timings)
+            while True:
+                with self._lock:
+                    self._saves += 1
+                    stem = f"{prefix}-{self._stamp()}-{self._saves:04d}"
+                path = self.out / f"{stem}.json"
+                if timings is not None:
+                    try:
+                        _link_new(tmp[1], self.out / f"{stem}.timings.json")
+                    except FileExistsError:
+                        continue
                 try:
-                    with open(self.out / f"{stem}.timings.json", "x", encoding="utf-8") as f:
-                        json.dump(timings, f, ensure_ascii=False)
+                    _link_new(tmp[0], path)
                 except FileExistsError:
-                    path.unlink()
+                    if timings is not None:
+                        (self.out / f"{stem}.timings.json").unlink(missing_ok=True)
                     continue
-            return path.name
+                return path.name
+        finally:
+            for t in tmp:
+                t.unlink(missing_ok=True)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give the complete file ``tmp`` the name ``path``; FileExistsError if that is taken."""
+    try:
+        os.link(tmp, path)  # atomic, and never replaces a file
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename (saves are serialised)
+        if os.path.lexists(path):
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+
+
+def _encodable(text: str, field: str) -> None:
+    try:
+        check_string(text, field)
+    except BadFile as e:
+        raise RequestError(400, str(e).split(": ", 1)[1]) from None  # "'reasoning' holds NUL (U+0000) at ..."
 
 
 def check_reasoning(reasoning: Any) -> None:
     if not isinstance(reasoning, str):
         raise RequestError(400, "'reasoning' must be a string")
+    _encodable(reasoning, "'reasoning'")
     bad = _CONTROL.search(reasoning)
     if bad:
         raise RequestError(400, f"'reasoning' holds control character U+{ord(bad[0]):04X} at "
@@ -302,6 +368,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "backspace-record"
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # the socket's: no read waits longer than this
+        super().setup()
+
     def log_message(self, fmt: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(fmt, *args)
@@ -318,19 +388,29 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, status: int, obj: dict) -> None:
-        self._send(status, json.dumps(obj, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+        self._send(status, json.dumps(obj).encode(), "application/json; charset=utf-8")  # ASCII: always encodable
 
     def _host_ok(self) -> bool:
-        """Refuse a Host that is not this loopback server (DNS rebinding: a web page whose
-        name resolves to 127.0.0.1 would otherwise reach the recorder)."""
-        if not self.server.loopback:
-            return True
-        port = self.server.server_address[1]
-        return self.headers.get("Host", "") in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+        """Refuse a Host that is not one of this server's names and port (DNS rebinding: a web
+        page whose name resolves to this machine would otherwise reach the recorder)."""
+        return self.headers.get("Host", "").strip().lower() in self.server.hosts
+
+    def _origin_ok(self) -> bool:
+        """A writing request must come from the page this server served: its Origin is
+        ``http://`` + the Host it was sent to. Browsers send Origin with every POST; a request
+        without one (curl, a script) is not a web page in another tab."""
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return self.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+        return origin.strip().lower() == "http://" + self.headers.get("Host", "").strip().lower()
+
+    def _refuse(self) -> str:
+        hosts = ", ".join(sorted(self.server.hosts))
+        return f"this recorder answers only requests to {self.server.url} (Host: {hosts})"
 
     def do_GET(self) -> None:
         if not self._host_ok():
-            return self._json(403, {"error": "this recorder answers only http://127.0.0.1 requests"})
+            return self._json(403, {"error": self._refuse()})
         path = self.path.split("?", 1)[0]
         if path == "/":
             return self._send(200, self.server.page, "text/html; charset=utf-8")
@@ -345,7 +425,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         try:
             if not self._host_ok():
-                raise RequestError(403, "this recorder answers only http://127.0.0.1 requests")
+                self.close_connection = True
+                raise RequestError(403, self._refuse())
+            if not self._origin_ok():
+                self.close_connection = True
+                raise RequestError(403, f"a request from the page of {str(self.headers.get('Origin'))[:100]!r} is not "
+                                        f"this recorder's page: refused")
             body = self._body()
             path = self.path.split("?", 1)[0]
             routes = {"/api/next": self._next, "/api/question": self._question,
@@ -356,28 +441,64 @@ class Handler(BaseHTTPRequestHandler):
         except RequestError as e:
             status, reply = e.status, {"error": str(e)}
         except Exception as e:  # a bug: say so, keep serving
+            self.close_connection = True
             status, reply = 500, {"error": f"server error: {type(e).__name__}: {e}"}
         self._json(status, reply)
 
-    def _body(self) -> dict:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
+    def _length(self) -> int:
+        """The Content-Length: one value of plain ASCII digits; anything else is a 400 (a
+        body of unknown length is not read at all)."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            raise RequestError(400, "Transfer-Encoding is not accepted: send a Content-Length")
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
             raise RequestError(411, "a request body needs a Content-Length")
-        length = int(length)
-        limit = self.server.recorder.max_body
-        if length > limit:
-            if length <= 16 * limit:  # read it out, so the client sees the 413 rather than a reset
-                self.rfile.read(length)
-            self.close_connection = True
-            raise RequestError(413, f"request body of {length} bytes is over the {limit}-byte limit")
-        raw = self.rfile.read(length)
+        if len(set(v.strip() for v in values)) > 1 or not _DIGITS.fullmatch(values[0].strip()):
+            shown = ", ".join(values)[:40]
+            raise RequestError(400, f"malformed Content-Length {shown!r}: expected one number of bytes")
+        return int(values[0])
+
+    def _read(self, length: int) -> bytes:
+        """``length`` bytes of body, all of them within the request timeout (a client that
+        sends one byte a second cannot hold the thread longer), or 408/400."""
+        deadline = time.monotonic() + self.server.request_timeout
+        chunks, left = [], length
+        try:
+            while left > 0:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(wait)
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    raise RequestError(400, f"the body ended after {length - left} of {length} bytes")
+                chunks.append(chunk)
+                left -= len(chunk)
+        except (TimeoutError, socket.timeout):
+            raise RequestError(408, f"the body did not arrive within {self.server.request_timeout:g} s: "
+                                    f"{length - left} of {length} bytes") from None
+        finally:
+            self.connection.settimeout(self.server.request_timeout)
+        return b"".join(chunks)
+
+    def _body(self) -> dict:
+        try:
+            length = self._length()
+            limit = self.server.recorder.max_body
+            if length > limit:
+                if length <= 16 * limit:  # read it out, so the client sees the 413 rather than a reset
+                    self._read(length)
+                raise RequestError(413, f"request body of {length} bytes is over the {limit}-byte limit")
+            raw = self._read(length)
+        except RequestError:
+            self.close_connection = True  # where the next request would start is unknown
+            raise
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise RequestError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
-        try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        try:  # human.parse: also a huge integer, deep nesting, a lone surrogate or NUL is a 400
+            body = parse(raw)
+        except BadFile as e:
             raise RequestError(400, f"malformed JSON: {e}") from None
         if not isinstance(body, dict):
             raise RequestError(400, f"malformed request: expected a JSON object, got {type(body).__name__}")
@@ -429,20 +550,79 @@ class Handler(BaseHTTPRequestHandler):
         return 200, self.server.recorder.save(q, body.get("reasoning"), body.get("answer"), body.get("timings"))
 
 
+def allowed_hosts(host: str, port: int, extra: tuple[str, ...] = ()) -> set[str]:
+    """The Host headers (lower case, with the port) this server answers: the loopback names;
+    for another address the address itself, and for 0.0.0.0 or :: the machine's own names and
+    addresses; plus ``extra`` names (``--allow-host``)."""
+    names = {"127.0.0.1", "localhost", "::1"}
+    if host not in LOOPBACK:
+        if host in ("", "0.0.0.0", "::"):
+            names |= {socket.gethostname(), socket.getfqdn()}
+            try:  # the address of the default route; connecting a UDP socket sends nothing
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                    probe.connect(("192.0.2.1", 9))
+                    names.add(probe.getsockname()[0])
+            except OSError:
+                pass
+        else:
+            names.add(host)
+        names |= set(extra)
+        for name in list(names):
+            try:
+                names |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+            except (OSError, UnicodeError):
+                pass
+    hosts = set()
+    for name in names:
+        name = name.lower().split("%")[0]  # an IPv6 scope id is not part of a Host header
+        shown = f"[{name}]" if ":" in name else name
+        hosts.add(f"{shown}:{port}")
+        if port == 80:
+            hosts.add(shown)
+    return hosts
+
+
 class RecordServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog (socketserver's default of 5 reset connections)
 
     def __init__(self, recorder: Recorder, host: str = "127.0.0.1", port: int = 8765,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, timeout: float = TIMEOUT, max_threads: int = MAX_THREADS,
+                 allow_hosts: tuple[str, ...] = ()) -> None:
+        if timeout <= 0 or max_threads < 1:
+            raise ValueError(f"--timeout must be > 0 and --max-threads >= 1; got {timeout}, {max_threads}")
+        if ":" in host:
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
         self.recorder, self.verbose = recorder, verbose
-        self.loopback = host in ("127.0.0.1", "localhost", "::1")
+        self.request_timeout = timeout
+        self._slots = threading.BoundedSemaphore(max_threads)
+        self.loopback = host in LOOPBACK
+        self.hosts = allowed_hosts(host, self.server_address[1], tuple(allow_hosts))
         self.page = page_html().encode("utf-8")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per request, at most ``max_threads`` at once: the accept loop waits for a
+        free slot, and new connections wait in the listen queue meanwhile."""
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/" if self.loopback else \
-            f"http://{self.server_address[0]}:{self.server_address[1]}/"
+        host, port = self.server_address[:2]
+        if host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -470,15 +650,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     ap.add_argument("--max-body", type=int, default=MAX_BODY,
                     help=f"largest request body in bytes (default {MAX_BODY}); larger ones get 413")
+    ap.add_argument("--reanswer", action="store_true",
+                    help="allow more than one trace per question (default: a question is saved once)")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT,
+                    help=f"seconds a request may take to arrive (default {TIMEOUT:g}); slower ones are dropped")
+    ap.add_argument("--max-threads", type=int, default=MAX_THREADS,
+                    help=f"requests served at once (default {MAX_THREADS}); more wait in the listen queue")
+    ap.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="with --host other than 127.0.0.1: a further name this machine is reached by "
+                         "(Host and Origin are checked against the machine's own names and addresses)")
     ap.add_argument("--verbose", action="store_true", help="log every request")
     args = ap.parse_args(argv)
     try:
         recorder = Recorder(args.task, args.seed, args.out, args.questions, args.timings,
-                            args.allow_wrong, args.max_body)
-        server = RecordServer(recorder, args.host, args.port, args.verbose)
+                            args.allow_wrong, args.max_body, args.reanswer)
+        server = RecordServer(recorder, args.host, args.port, args.verbose, args.timeout, args.max_threads,
+                              tuple(args.allow_host))
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not server.loopback:
+        print(f"warning: --host {args.host} makes the recorder reachable from the network: anyone who can "
+              f"reach port {server.server_address[1]} can read the questions and save traces. Requests must "
+              f"still name this machine (Host: {', '.join(sorted(server.hosts))}) and come from its page.",
+              file=sys.stderr, flush=True)
     print(f"recording {recorder.source} into {args.out}/ at {server.url}  (Ctrl+C stops)", flush=True)
     try:
         server.serve_forever()

@@ -2,8 +2,10 @@
 a generated train split by ratio or repeat."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,155 @@ def test_known_answer():
     assert known_answer({"Answer": 12}, "12") and known_answer({"Answer": 12}, 12)
     assert not known_answer({"Answer": 12}, "12.0") and not known_answer({"Answer": 12}, "x" * 100)
     assert collapse(GOOD["Reasoning"]).endswith("Answer: 33")
+
+
+# ----------------------------------------------------------------------------- any folder
+
+def _write(text):
+    return lambda p: p.write_text(text, encoding="utf-8")
+
+
+def _sparse(size):
+    def make(p):
+        with open(p, "wb") as f:
+            f.truncate(size)
+    return make
+
+
+ODD = {  # file -> (how to make it, the reason reported): each crashed, hung or leaked the import before
+    "deep.json": (_write('{"Question": ' + "[" * 100_000 + "]" * 100_000 + "}"), "too_deep"),  # RecursionError
+    "long-int.json": (_write('{"Question": "What is 1 + 1?", "Reasoning": "Answer: 2", "Answer": ' + "9" * 5000 + "}"),
+                      "integer_too_long: an integer of 5000 digits"),  # Python's int-from-text limit: ValueError
+    "dir.json": (lambda p: p.mkdir(), "not_a_file: a directory"),  # IsADirectoryError
+    "fifo.json": (lambda p: os.mkfifo(p), "not_a_file: a FIFO"),  # opening it blocked forever
+    "link-to-fifo.json": (lambda p: p.symlink_to("fifo.json"), "not_a_file: a FIFO"),  # the same, through a link
+    "zero.json": (lambda p: p.symlink_to("/dev/zero"), "outside_folder"),  # read until MemoryError
+    "escape.json": (lambda p: p.symlink_to(p.parent.parent / "outside.json"), "outside_folder"),  # imported a file
+    "loop.json": (lambda p: p.symlink_to(p.name), "unreadable"),  # a symlink to itself
+    "surrogate.json": (_write(json.dumps({**GOOD, "Question": "What is 12 + 7 * 3?\ud800"})),  # crashed --out
+                       "bad_unicode: 'Question' holds a lone surrogate U+D800 at character 19"),
+    "surrogate-puzzle.json": (_write(json.dumps({**GOOD, "task": "countdown", "Answer": "x",  # deep in a field
+                                                 "puzzle": {"numbers": [1, 2], "t\udc80": 3}})),
+                              "bad_unicode: a key of 'puzzle' holds a lone surrogate U+DC80"),
+    "nul.json": (_write(json.dumps({**GOOD, "Reasoning": "\x00" + GOOD["Reasoning"]})),
+                 "bad_unicode: 'Reasoning' holds NUL (U+0000) at character 0"),
+    "latin1.json": (lambda p: p.write_bytes(json.dumps({**GOOD, "Question": "Was ist 12 + 7 * 3? Ä"}).encode()
+                                            .replace(b"\\u00c4", b"\xc4")), "bad_unicode: not UTF-8: byte 0xc4"),
+    "huge.json": (_sparse(1 << 40), "too_large: 1099511627776 bytes"),  # 1 TiB, sparse: never read
+    "padded.json": (_write(json.dumps(GOOD) + " " * (2 << 20)), "too_large"),  # over 1 MiB
+    "nan.json": (_write(json.dumps({**GOOD, "Answer": float("nan")})), "bad_json: NaN is not a JSON number"),
+    "task-list.json": (_write(json.dumps({**GOOD, "task": ["countdown"]})), "schema: 'task' must be a task name"),
+}
+
+
+def _call_with_deadline(fn, *args, seconds=60):
+    """fn(*args) in a thread: a FIFO that blocks the import fails the test instead of hanging it."""
+    import threading
+    out = {}
+
+    def call():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as e:  # re-raised below, in the test's thread
+            out["error"] = e
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn.__name__} still running after {seconds} s (blocked on a FIFO?)"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+@pytest.mark.parametrize("name", ODD)
+def test_an_odd_entry_is_reported_by_name_and_reason_beside_a_good_file(tmp_path, name):
+    d = tmp_path / "human"
+    d.mkdir()
+    (tmp_path / "outside.json").write_text(json.dumps(GOOD))
+    (d / "good.json").write_text(json.dumps(GOOD))
+    if name == "link-to-fifo.json":
+        ODD["fifo.json"][0](d / "fifo.json")
+    make, reason = ODD[name]
+    make(d / name)
+    good, bad = _call_with_deadline(human.read_folder, d)
+    assert [r["id"] for r in good] == ["human/good"]
+    assert dict(bad)[name].startswith(reason), bad
+
+
+@pytest.fixture
+def odd_folder(tmp_path):
+    """Two good traces (one reached through a symlink inside the folder) among every kind of bad entry."""
+    d = tmp_path / "human"
+    d.mkdir()
+    (tmp_path / "outside.json").write_text(json.dumps(GOOD))
+    (d / "good.json").write_text(json.dumps(GOOD))
+    (d / "link-to-good.json").symlink_to("good.json")
+    for name, (make, _) in ODD.items():
+        make(d / name)
+    # a file name that is not UTF-8 (Linux allows any bytes): it would have become an id nobody can write
+    with open(os.path.join(os.fsencode(d), b"bad-\xff.json"), "w") as f:
+        f.write(json.dumps(GOOD))
+    return d
+
+
+def test_any_folder_every_odd_entry_is_reported_and_the_good_ones_imported(odd_folder):
+    good, bad = _call_with_deadline(human.read_folder, odd_folder)
+    assert sorted(r["id"] for r in good) == ["human/good", "human/link-to-good"]
+    reasons = dict(bad)
+    assert set(reasons) == set(ODD) | {"bad-\\xff.json"}
+    for name, (_, reason) in ODD.items():
+        assert reasons[name].startswith(reason), (name, reasons[name])
+    assert reasons["bad-\\xff.json"].startswith("bad_unicode: the file name holds a lone surrogate")
+    for name, reason in bad:
+        assert reason.split(":")[0] in human.REASONS
+        (name + reason).encode("utf-8")  # every report can be printed and put in a manifest
+
+
+def test_read_bytes_never_opens_what_it_refuses(tmp_path):
+    cases = [  # (path, folder, max_bytes, the reason)
+        (Path("/dev/zero"), Path("/dev"), 100, "not_a_file: a character device"),  # would never end
+        (Path("/dev/null"), Path("/dev"), 100, "not_a_file: a character device"),
+        (tmp_path, tmp_path.parent, 100, "not_a_file: a directory"),
+        (tmp_path / "missing.json", tmp_path, 100, "unreadable: FileNotFoundError"),
+    ]
+    for path, folder, limit, reason in cases:
+        with pytest.raises(human.BadFile) as e:
+            human.read_bytes(path, folder, limit)
+        assert str(e.value).startswith(reason), (path, str(e.value))
+    exact = tmp_path / "exact.json"
+    exact.write_bytes(b"x" * 100)
+    assert human.read_bytes(exact, tmp_path, 100) == b"x" * 100  # the limit itself is allowed
+    with pytest.raises(human.BadFile, match="too_large: 100 bytes, the limit is 99"):
+        human.read_bytes(exact, tmp_path, 99)
+
+
+def test_cli_survives_any_folder_and_writes_out_whole(odd_folder, tmp_path):
+    out = tmp_path / "records" / "human.jsonl"
+    res = subprocess.run([sys.executable, "-m", "generate.human", str(odd_folder), "--out", str(out)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    for name in ODD:
+        assert f"bad  {name}: " in res.stdout
+    assert f"2 good, {len(ODD) + 1} bad" in res.stdout
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["human/good", "human/link-to-good"]
+    assert os.listdir(out.parent) == ["human.jsonl"]  # the temporary file was renamed, none is left
+    # --out naming a folder: an error, nothing written, nothing left behind
+    res = subprocess.run([sys.executable, "-m", "generate.human", str(odd_folder), "--out", str(out.parent)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 2 and "cannot write --out" in res.stderr, res.stderr
+    assert os.listdir(out.parent) == ["human.jsonl"]
+
+
+def test_mixing_survives_any_folder(odd_folder, gen_cfg, tmp_path):
+    """generate human=DIR: bad entries skipped and listed, no FIFO opened (the fingerprint
+    reads the folder too), no half-written shard left."""
+    out, _ = _call_with_deadline(pipeline.run, gen_cfg(tmp_path / "out", n=10, n_val=2, n_test=2,
+                                                       human=str(odd_folder), human_repeat=1))
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["human"]["good_files"] == 2 and man["human"]["rows"] == 2
+    assert {b["file"] for b in man["human"]["bad_files"]} == set(ODD) | {"bad-\\xff.json"}
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    train = [json.loads(x) for x in (out / "train" / "shard-00000.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sum(r["source"] == "human" for r in train) == 2
