@@ -63,11 +63,14 @@ def main() -> None:
 
 def set_up_os(config, layers):
     """Every OS layer; returns where the interpreter's prefix is mounted (or None)."""
-    import ctypes
     import resource
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+    except (ImportError, OSError) as e:  # an interpreter built without ctypes
+        ctypes = libc = None
+        no_ctypes = f"off: ctypes is not available ({e})"
     tmp, work = config["tmp"], os.path.join(config["tmp"], "work")
     view = None
     if os.geteuid() == 0:
@@ -91,8 +94,9 @@ def set_up_os(config, layers):
             print(f"sandbox: still root, could not drop to uid {uid} ({e!r})", file=sys.stderr)
     else:
         layers["network_namespace"] = layers["uid"] = "off: the caller is not root"
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS (Landlock and seccomp need it as non-root)
-    libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG = SIGKILL (after the uid change, which clears it)
+    if libc is not None:
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS (Landlock and seccomp need it as non-root)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG = SIGKILL (after the uid change, which clears it)
     if os.getppid() != config["parent"]:
         os._exit(1)  # the parent died before PDEATHSIG was armed
     memory, cpu, nproc, fsize, nofile = config["limits"]
@@ -102,14 +106,14 @@ def set_up_os(config, layers):
         resource.setrlimit(limit, value if isinstance(value, tuple) else (value, value))
     layers["rlimits"] = "on"
     preload_native()  # before seccomp, which refuses executable mappings from then on
-    if config["landlock"]:
-        layers["landlock"] = landlock(libc, ctypes, work, read_roots(tmp))
-    else:
+    if not config["landlock"]:
         layers["landlock"] = "off: not asked for"
+    else:
+        layers["landlock"] = landlock(libc, ctypes, work, read_roots(tmp)) if libc else no_ctypes
     if config["seccomp"] is None:
         layers["seccomp"] = "off: " + config["seccomp_why"]
     else:
-        layers["seccomp"] = seccomp(libc, ctypes, bytes.fromhex(config["seccomp"]))
+        layers["seccomp"] = seccomp(libc, ctypes, bytes.fromhex(config["seccomp"])) if libc else no_ctypes
     for name in [m for m in sys.modules if m.partition(".")[0] in ("ctypes", "_ctypes", "resource")]:
         del sys.modules[name]  # so that `import ctypes` fires the import event again
     return view
@@ -118,6 +122,8 @@ def set_up_os(config, layers):
 def unshare(libc, flags):
     if hasattr(os, "unshare"):  # 3.12+
         os.unshare(flags)
+    elif libc is None:
+        raise OSError(0, "unshare needs ctypes on Python < 3.12")
     elif libc.unshare(flags) != 0:
         import ctypes
         raise OSError(ctypes.get_errno(), "unshare failed")
@@ -139,7 +145,7 @@ def readable_by(uid, path):
 def remount_interpreter(libc, tmp):
     """Bind the interpreter's prefix (say /root/.pyenv/versions/3.11.7, unreadable past /root)
     onto tmp/python in a private mount namespace and point sys.path there."""
-    import ctypes
+    import ctypes  # reached only when libc was loaded through it
     unshare(libc, 0x00020000)  # CLONE_NEWNS
     if libc.mount(b"none", b"/", None, 16384 | (1 << 18), None) != 0:  # MS_REC | MS_PRIVATE
         raise OSError(ctypes.get_errno(), "mount --make-rprivate /")

@@ -79,6 +79,13 @@ CASES = [
     ("x = bytearray(2**34)", {}, dict(returncode=1, killed_by="memory", stderr_has=["MemoryError"])),
     # A list that grows until the limit: the same, after ~256 MiB.
     ("x = []\nwhile True: x.append(' ' * 2**20)", dict(timeout=10.0), dict(returncode=1, killed_by="memory")),
+    # Threads work (seccomp refuses clone3 and processes, not threads), and so do the standard
+    # library's computing modules, whose native parts are loaded before the program starts.
+    ("import threading, concurrent.futures as cf\nt = threading.Thread(target=print, args=('t',))\nt.start(); t.join()\n"
+     "with cf.ThreadPoolExecutor(4) as ex: print(sum(ex.map(abs, range(-5, 5))))\n"
+     "import hashlib, decimal, statistics, datetime, uuid, csv, pickle, unicodedata, zlib, lzma, array, tempfile, shutil\n"
+     "print(hashlib.sha256(b'').hexdigest()[:8], decimal.Decimal(1) / 8, unicodedata.name('é'))", {},
+     dict(returncode=0, stdout="t\n25\ne3b0c442 0.125 LATIN SMALL LETTER E WITH ACUTE\n", stderr="")),
     # A fork bomb is refused at the first fork by the audit hook.
     ("import os\nwhile True: os.fork()", {}, dict(returncode=1, stderr_has=["sandbox: os.fork is refused"])),
     # subprocess cannot even be imported (its _posixsubprocess would fork and exec unaudited).
