@@ -15,7 +15,7 @@ sockets by accident or by sampling noise. ``run`` keeps all of that away from th
 
 The child (solvers/sandbox_child.py) sets up layers, each detected at run time; ``layers()``
 says which are on for an interpreter, and why each other one is off. The OS layers hold
-whatever the program does (C code, sub-interpreters, a bypassed hook included):
+whatever runs in the process (C code, sub-interpreters, a bypassed hook included):
 
 - ``rlimits`` (everywhere): ``RLIMIT_AS`` = ``memory_mb``, ``RLIMIT_CPU`` (SIGXCPU at
   ``cpu_seconds``, SIGKILL a second later), ``RLIMIT_NPROC`` = 32, ``RLIMIT_FSIZE`` = 16 MiB,
@@ -53,8 +53,8 @@ C extensions from site-packages are refused. The child runs ``-S -s``, so site-p
 code is exactly what the hook cannot see into (cffi, numpy's buffers, psutil's kill). So the
 allowed native modules are imported before the program starts, then ``_imp.create_dynamic`` and
 ``_imp.create_builtin`` are replaced by a refusal, and where seccomp is on, no new executable
-memory can be mapped. Pure-Python modules the program can reach (its own files, or site-packages where
-Landlock lets it read) stay importable, under every layer.
+memory can be mapped. Pure-Python modules the program can reach (its own files, or
+site-packages where Landlock lets it read) stay importable, under every layer.
 
 Not enforced: reading what the run's uid may read where Landlock is off; disk space used by
 many files of 16 MiB; memory summed over threads beyond the per-process ``RLIMIT_AS``.
@@ -92,7 +92,8 @@ CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child.
 # kernel interfaces that act outside seccomp's or Landlock's sight (io_uring, bpf, ...).
 DENIED_SYSCALLS = (
     "socket", "socketpair", "fork", "vfork", "execve", "execveat", "mknod", "mknodat",
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "unshare", "setns",
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_open", "pidfd_getfd",
+    "pidfd_send_signal", "migrate_pages", "move_pages", "unshare", "setns",
     "mount", "umount2", "pivot_root", "chroot", "mount_setattr", "move_mount", "open_tree",
     "fsopen", "fsconfig", "fsmount", "fspick", "bpf", "perf_event_open", "userfaultfd",
     "io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl", "add_key", "request_key",
@@ -174,6 +175,9 @@ def run(
             proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True, close_fds=True, pass_fds=(report_w,))
+        except BaseException:
+            os.close(report_r)
+            raise
         finally:
             os.close(report_w)
         uid = UID_BASE + proc.pid if os.geteuid() == 0 else None

@@ -195,7 +195,7 @@ def read_roots(tmp):
     own folder (which holds the interpreter's mounted prefix when it had to be mounted)."""
     roots = {tmp, "/usr", "/lib", "/lib32", "/lib64", "/bin", "/etc", "/dev/null", "/dev/zero",
              "/dev/urandom", "/dev/random", "/sys/devices/system/cpu", f"/proc/{os.getpid()}"}
-    for prefix in (sys.base_prefix, sys.base_exec_prefix, sys.prefix):
+    for prefix in (sys.base_prefix, sys.base_exec_prefix):  # not sys.prefix: a venv's site-packages
         roots.add(os.path.realpath(prefix))
     return sorted(root for root in roots if os.path.exists(root))
 

@@ -437,7 +437,11 @@ def test_c_extensions_from_site_packages_are_refused(python):
     if SECCOMP:
         r = run(program, python=python, landlock=False, audit_hook=False)
         assert "failed to map segment" in r.stderr, r
-    # And pure-Python packages from there stay importable (they run under every layer).
+    # With Landlock on, a venv's site-packages are not even readable (not among the read roots).
+    if LANDLOCK:
+        r = run(program, python=python)
+        assert r.returncode == 1 and "No module named 'markupsafe'" in r.stderr, r
+    # And pure-Python packages from there stay importable where readable (every layer holds them).
     r = run(f"import sys\nsys.path.insert(0, {site!r})\nimport markupsafe\nprint(markupsafe.escape('<'))", python=python, landlock=False)
     assert r.stdout == "&lt;\n", r
 
