@@ -13,66 +13,64 @@ sockets by accident or by sampling noise. ``run`` keeps all of that away from th
 >>> run("open('/etc/evil', 'w')").stderr.splitlines()[-1]
 "PermissionError: sandbox: writing outside the working folder is refused: '/etc/evil'"
 
-What is enforced, and by whom. Two layers; only the first is a wall.
+The child (solvers/sandbox_child.py) sets up layers, each detected at run time; ``layers()``
+says which are on for an interpreter, and why each other one is off. The OS layers hold
+whatever runs in the process (C code, sub-interpreters, a bypassed hook included):
 
-The operating system (holds whatever the program does, ctypes and C extensions included):
+- ``rlimits`` (everywhere): ``RLIMIT_AS`` = ``memory_mb``, ``RLIMIT_CPU`` (SIGXCPU at
+  ``cpu_seconds``, SIGKILL a second later), ``RLIMIT_NPROC`` = 32, ``RLIMIT_FSIZE`` = 16 MiB,
+  ``RLIMIT_NOFILE`` = 64, no core files; ``PR_SET_NO_NEW_PRIVS``; SIGKILL when the caller dies
+  (``PR_SET_PDEATHSIG``). The child leads its own session: at ``timeout`` the parent kills the
+  group and, as root, every process of the run's uid.
+- ``uid`` (caller is root): the child drops to a uid of its own, ``UID_BASE + pid``, so file
+  permissions and ``RLIMIT_NPROC`` (which exempts root) apply, and concurrent runs do not share
+  one budget. Where the interpreter lives somewhere that uid cannot read (pyenv under /root),
+  its prefix is bind-mounted into the run's folder in a private mount namespace first.
+- ``network_namespace`` (CAP_SYS_ADMIN): a namespace whose only interface, lo, is down.
+- ``landlock`` (Linux >= 5.13 with Landlock enabled): writes only beneath the working folder;
+  reads only beneath the interpreter, /usr, /lib*, /bin, /etc, a few /dev files and the run's
+  folder (a read-only view of the system, without mounts); no FIFO, socket or device node
+  created anywhere, nothing executed; from ABI 4 no TCP bind or connect; from ABI 6 no signal
+  or abstract unix socket out of the sandbox.
+- ``seccomp`` (pyseccomp installed, ``pip install .[sandbox]``, and libseccomp.so.2): the
+  parent builds a filter, the child loads it. Refused: socket, fork, exec, mknod (FIFOs and
+  devices), ptrace, namespaces, mounts, io_uring, bpf and more (``DENIED_SYSCALLS``), and any
+  new executable memory, so no native code can be loaded once the allowed native modules are.
 
-- wall clock: the child leads its own session (``start_new_session=True``); at ``timeout`` the
-  parent SIGKILLs the whole process group and, when it runs as root, every process of the run's
-  uid (which also catches a child that left the group with ``setsid``).
-- CPU: ``RLIMIT_CPU`` (SIGXCPU at ``cpu_seconds``, SIGKILL one second later). It is the backstop
-  if the parent dies; the child also gets SIGKILL from ``PR_SET_PDEATHSIG`` when it does.
-- memory: ``RLIMIT_AS`` = ``memory_mb`` per process; Python then raises ``MemoryError``.
-- processes: ``RLIMIT_NPROC`` = 32. The kernel counts every process *and thread* of the real
-  uid and exempts root, so as root the limit alone would not bite. When the caller is root the
-  child therefore drops to a uid of its own, ``UID_BASE + pid`` (not the shared ``nobody``:
-  with one shared uid, concurrent sandboxes would share one budget of 32, one fork bomb would
-  starve the others, and "kill every process of the uid" would kill the neighbours' programs).
-  As a non-root caller the limit counts the caller's own processes, so a program may be unable
-  to start even one thread when the caller already runs 32; that errs on the safe side.
-- files: the uid drop makes file permissions apply (root-owned files are read-only to it);
-  ``RLIMIT_FSIZE`` = 16 MiB per file, ``RLIMIT_NOFILE`` = 64, ``RLIMIT_CORE`` = 0.
-- network: as root, a new network namespace (``unshare(CLONE_NEWNET)``: ``os.unshare`` on
-  3.12+, libc through ctypes on 3.11) that holds only a loopback interface that is down, so
-  even 127.0.0.1 is unreachable. Needs CAP_SYS_ADMIN; without it (non-root, or a container
-  that drops the capability) the audit hook below is all there is.
-- privileges: ``PR_SET_NO_NEW_PRIVS``, so an exec'd set-uid binary gains nothing.
-- input and environment: stdin is /dev/null (reads get EOF), the environment is built from
-  scratch, cwd, HOME and TMPDIR are a fresh empty temporary folder removed afterwards.
-- output: the parent reads both pipes as they fill and keeps only the first and last bytes
-  (``max_output`` in all), so a program printing forever costs the caller no memory.
+The Python layer (``audit_hook``; a speed bump that works with any interpreter and caller, not
+a wall: it runs inside the program's interpreter) refuses, with ``PermissionError`` or
+``ImportError``: sockets, processes and signals to others; writing, creating, removing or
+renaming outside the working folder (symlinks resolved); creating a sub-interpreter
+(``cpython.PyInterpreterState_New``); tracing, profiling and the gc's object walks (ways to
+reach and disarm the hook). Imports go by an allow-list: a native module (built in or in
+lib-dynload) is importable only if named in ``sandbox_child.ALLOWED_NATIVE``, so
+``_xxsubinterpreters``, ``_interpreters``, ``_testcapi``, ``_ctypes``, ``_posixsubprocess``,
+``_socket``, ``mmap`` and the like are refused, as are ``ctypes``, ``concurrent.interpreters``,
+``multiprocessing`` and ``sqlite3``. ``os.mkfifo`` and ``os.mknod`` (no audit event) are removed.
 
-A ``sys.addaudithook`` hook in the child (a speed bump, not a wall: it runs inside the
-program's own interpreter) refuses, with ``PermissionError``: every ``socket.*`` event (create,
-connect, bind, DNS); ``subprocess.Popen``, ``os.system``, ``os.fork``/``forkpty``, ``os.exec*``,
-``os.posix_spawn*``, signals to other processes; opening a file for writing, or creating,
-removing, renaming, linking or chmod-ing a path, outside the working folder (paths resolved
-with ``realpath``, so a symlink out of the folder does not help); importing ``ctypes``,
-``_ctypes`` and ``_posixsubprocess`` (the ways around the events above); ``gc.get_objects`` and
-friends and re-assigning a function's ``__code__``/``__defaults__`` (the ways to reach and
-disarm the hook itself). A determined program can still get past it (a check-then-open race
-between threads, a C extension it finds on disk, a CPython bug), which is why the limits that
-matter are the OS ones above.
+C extensions from site-packages are refused. The child runs ``-S -s``, so site-packages is off
+``sys.path``, but a program may add it back. Programs are stdlib-only by contract, and native
+code is exactly what the hook cannot see into (cffi, numpy's buffers, psutil's kill). So the
+allowed native modules are imported before the program starts, then ``_imp.create_dynamic`` and
+``_imp.create_builtin`` are replaced by a refusal, and where seccomp is on, no new executable
+memory can be mapped. Pure-Python modules the program can reach (its own files, or
+site-packages where Landlock lets it read) stay importable, under every layer.
 
-Not enforced at all: reading files the run's uid may read (when it is root's pid-derived uid
-that is what "other" may read; as a non-root caller, everything the caller may read), disk
-space used by many files of 16 MiB, writes to world-writable folders (/tmp, /dev/shm) if the
-hook is bypassed, memory summed over threads beyond the per-process ``RLIMIT_AS``, and
-anything at all beyond the audit hook when the caller is neither root nor able to unshare.
+Not enforced: reading what the run's uid may read where Landlock is off; disk space used by
+many files of 16 MiB; memory summed over threads beyond the per-process ``RLIMIT_AS``.
 
-When the caller is root but the interpreter lives somewhere the run's uid cannot read (here:
-pyenv under /root, mode 0700), the child first bind-mounts the interpreter's prefix into its
-temporary folder in a private mount namespace, so that imports keep working after the drop.
-Where even that is impossible, the child keeps root's uid (and says so in ``stderr``).
-
-Programs run with ``-S -s -P`` (no site-packages: standard library only; no user site; the cwd
-is not on ``sys.path``) in a from-scratch environment, which isolates them as much as ``-I``
-would, but lets ``PYTHONHASHSEED=0`` through (``-I`` ignores it): a reward that re-runs a
-program then sees the same set and dict-of-str order the generated trace showed.
+Programs run with ``-S -s -P`` (no site-packages, no user site, cwd not on ``sys.path``) in a
+from-scratch environment (stdin /dev/null; HOME, TMPDIR and cwd a fresh folder removed
+afterwards), with ``PYTHONHASHSEED=0``: a reward that re-runs a program sees the same set and
+dict-of-str order the generated trace showed. The parent keeps the first and last bytes of
+each stream (``max_output`` in all), so a program printing forever costs the caller no memory.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import json
 import math
 import os
 import selectors
@@ -81,13 +79,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 UID_BASE = 1_500_000_000  # run uid = UID_BASE + child pid: unique among live runs, below 2**31
 NPROC = 32  # processes and threads of the run's uid; a fork bomb stops at 32
 FSIZE = 16 * 2**20  # bytes per file written
 NOFILE = 64  # open file descriptors
 GRACE = 1.0  # seconds to drain pipes after the end before giving up on them
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_child.py")
+# Refused by the seccomp filter (EPERM), where the kernel has them: networking, new processes
+# and programs, special files, debugging other processes, namespaces and mounts, and the
+# kernel interfaces that act outside seccomp's or Landlock's sight (io_uring, bpf, ...).
+DENIED_SYSCALLS = (
+    "socket", "socketpair", "fork", "vfork", "execve", "execveat", "mknod", "mknodat",
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_open", "pidfd_getfd",
+    "pidfd_send_signal", "migrate_pages", "move_pages", "unshare", "setns",
+    "mount", "umount2", "pivot_root", "chroot", "mount_setattr", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "bpf", "perf_event_open", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl", "add_key", "request_key",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+    "personality", "modify_ldt", "iopl", "ioperm", "open_by_handle_at", "name_to_handle_at",
+    "fanotify_init", "shmat", "process_madvise", "swapon", "swapoff", "reboot", "acct",
+    "quotactl", "syslog", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "sethostname", "setdomainname", "vhangup", "uselib",
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class Result:
     timed_out: bool
     killed_by: str | None
     duration: float  # seconds of wall clock from start to end (or to the kill)
+    layers: dict = field(default_factory=dict, compare=False)  # layer -> "on..." or "off: why" (see layers())
 
 
 def run(
@@ -113,13 +129,16 @@ def run(
     max_output: int = 4096,
     python: str = sys.executable,
     audit_hook: bool = True,
+    landlock: bool = True,
+    seccomp: bool = True,
 ) -> Result:
     """Run ``code`` as a Python program in a fresh sandboxed process (see the module docstring).
 
     ``cpu_seconds`` defaults to ``ceil(timeout) + 1``: a backstop behind the wall clock.
     ``max_output`` bytes are kept of each stream: the first half and the last half, with a
-    marker between them saying how many bytes were cut. ``audit_hook=False`` leaves only the OS
-    limits; it exists so that tests can show those hold on their own.
+    marker between them saying how many bytes were cut. ``audit_hook``, ``landlock`` and
+    ``seccomp`` can switch a layer off (where it is on at all); that exists so that tests can
+    show each layer holds on its own. ``Result.layers`` says which were on for this run.
 
     >>> r = run("print('x' * 100)", max_output=20)
     >>> r.stdout
@@ -127,7 +146,7 @@ def run(
     """
     cpu = max(1, math.ceil(cpu_seconds if cpu_seconds is not None else math.ceil(timeout) + 1))
     with tempfile.TemporaryDirectory(prefix="sandbox-", ignore_cleanup_errors=True) as tmp:
-        os.chmod(tmp, 0o711)  # the run's uid may pass through to work/ and read program.py
+        os.chmod(tmp, 0o711)  # the run's uid may pass through to work/
         work = os.path.join(tmp, "work")
         os.mkdir(work, 0o700)
         program = os.path.join(tmp, "program.py")
@@ -145,13 +164,22 @@ def run(
             # threads would use up a 256 MiB RLIMIT_AS before allocating anything.
             "MALLOC_ARENA_MAX": "2",
         }
-        limits = [memory_mb * 2**20, cpu, NPROC, FSIZE, NOFILE]
-        argv = [python, "-S", "-s", "-P", "-u", "-X", "utf8", "-c", _BOOTSTRAP, tmp,
-                str(os.getpid()), str(UID_BASE), str(int(audit_hook)), *map(str, limits)]
+        bpf, why = _seccomp_filter() if seccomp else (None, "not asked for")
+        report_r, report_w = os.pipe()
+        config = {"tmp": tmp, "parent": os.getpid(), "uid_base": UID_BASE, "hook": audit_hook,
+                  "limits": [memory_mb * 2**20, cpu, NPROC, FSIZE, NOFILE], "landlock": landlock,
+                  "seccomp": bpf, "seccomp_why": why, "report": report_w}
+        argv = [python, "-S", "-s", "-P", "-u", "-X", "utf8", CHILD, json.dumps(config)]
         start = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, close_fds=True)
+        try:
+            proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True, close_fds=True, pass_fds=(report_w,))
+        except BaseException:
+            os.close(report_r)
+            raise
+        finally:
+            os.close(report_w)
         uid = UID_BASE + proc.pid if os.geteuid() == 0 else None
         out, err = _Capped(max_output), _Capped(max_output)
         try:
@@ -162,6 +190,7 @@ def run(
             proc.returncode = os.waitstatus_to_exitcode(status)
             proc.stdout.close()
             proc.stderr.close()
+            layers = _read_report(report_r)
     rc = proc.returncode
     if timed_out:
         killed_by = "timeout"
@@ -173,7 +202,60 @@ def run(
         killed_by = "signal"
     else:
         killed_by = None
-    return Result(out.text(), err.text(), rc, timed_out, killed_by, round(end - start, 3))
+    return Result(out.text(), err.text(), rc, timed_out, killed_by, round(end - start, 3), layers)
+
+
+def layers(python: str = sys.executable) -> dict[str, str]:
+    """Which layers a run with ``python`` gets on this machine: layer -> "on" (with a detail)
+    or "off: why". Layers: rlimits, uid, network_namespace, landlock, seccomp, audit_hook."""
+    r = run("pass", python=python)
+    if not r.layers:
+        raise RuntimeError(f"sandbox: the child of {python} reported no layers: {r.stderr.strip()[-500:]}")
+    return r.layers
+
+
+def _read_report(fd: int) -> dict:
+    """The child's JSON report of its layers, written before the program started; {} if none."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass  # a grandchild holds the write end (it cannot: the child closes it first)
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {}
+
+
+@functools.cache
+def _seccomp_filter() -> tuple[str | None, str]:
+    """The seccomp filter as BPF (hex) and "", or None and why there is none. Built here, where
+    site-packages are importable, with libseccomp through pyseccomp (an optional dependency);
+    the child only loads it."""
+    try:
+        import pyseccomp
+    except (ImportError, OSError) as e:  # OSError: libseccomp.so.2 missing
+        return None, f"pyseccomp or libseccomp is not installed ({e})"
+    eperm = pyseccomp.ERRNO(errno.EPERM)
+    filt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            filt.add_rule(eperm, name)
+        except OSError:
+            pass  # not a system call of this architecture
+    masked = pyseccomp.MASKED_EQ
+    filt.add_rule(eperm, "clone", pyseccomp.Arg(0, masked, 0x00010000, 0))  # without CLONE_THREAD: a process
+    filt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags out of reach; glibc falls back to clone
+    for name in ("mmap", "mprotect", "pkey_mprotect"):  # no new executable memory: PROT_EXEC = 4
+        filt.add_rule(eperm, name, pyseccomp.Arg(2, masked, 4, 4))
+    with tempfile.TemporaryFile() as f:
+        filt.export_bpf(f)
+        f.seek(0)
+        return f.read().hex(), ""
 
 
 class _Capped:
@@ -278,219 +360,3 @@ def _live_pids_of(uid: int) -> list[int]:
         if int(fields.get("Uid", "-1 ").split()[0]) == uid and not fields.get("State", "").strip().startswith(("Z", "X")):
             pids.append(int(name))
     return pids
-
-
-# The child's first code, run with -c. argv: tmp, parent pid, uid base, hook flag, limits.
-# Order matters: namespaces, mounts and the uid drop need root, so they come first; the hook
-# comes last, since it would refuse the ctypes calls that the steps before it make.
-_BOOTSTRAP = r'''
-import os, sys, resource, builtins, linecache, traceback, types
-view = None  # where the interpreter's prefix is mounted, if it had to be
-tmp, parent, uid_base, hook = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-memory, cpu, nproc, fsize, nofile = map(int, sys.argv[5:10])
-work, program = os.path.join(tmp, "work"), os.path.join(tmp, "program.py")
-source = open(program, encoding="utf-8").read()
-try:
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-except Exception:
-    libc = None
-
-
-def unshare(flags):
-    if hasattr(os, "unshare"):
-        os.unshare(flags)
-    elif libc is None or libc.unshare(flags) != 0:
-        raise OSError(ctypes.get_errno() if libc else 0, "unshare failed")
-
-
-def readable_by(uid, path):
-    os.setegid(uid); os.seteuid(uid)
-    try:
-        os.listdir(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.seteuid(0); os.setegid(0)
-
-
-def remount_interpreter():
-    # Bind the interpreter's prefix (say /root/.pyenv/versions/3.11.7, unreadable past /root)
-    # onto tmp/python in a private mount namespace and point sys.path there.
-    unshare(0x00020000)  # CLONE_NEWNS
-    if libc.mount(b"none", b"/", None, 16384 | (1 << 18), None) != 0:  # MS_REC | MS_PRIVATE
-        raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-    global view
-    view = os.path.join(tmp, "python")
-    os.mkdir(view, 0o755)
-    if libc.mount(sys.base_prefix.encode(), view.encode(), None, 4096 | 16384, None) != 0:  # MS_BIND | MS_REC
-        raise OSError(ctypes.get_errno(), "mount --rbind " + sys.base_prefix)
-    def moved(path):
-        return view + path[len(sys.base_prefix):] if path.startswith(sys.base_prefix) else path
-    sys.path[:] = map(moved, sys.path)
-    sys.path_importer_cache.clear()
-    for module in list(sys.modules.values()):  # packages imported already (encodings, ...)
-        if isinstance(getattr(module, "__path__", None), list):
-            module.__path__[:] = map(moved, module.__path__)
-        if isinstance(getattr(module, "__file__", None), str):
-            module.__file__ = moved(module.__file__)
-
-
-if os.geteuid() == 0:
-    uid = uid_base + os.getpid()
-    os.setgroups([])
-    try:
-        unshare(0x40000000)  # CLONE_NEWNET: a namespace whose only interface, lo, is down
-    except OSError:
-        pass  # silently: stderr is the program's. The audit hook still refuses sockets.
-    try:
-        os.chown(work, uid, uid)
-        stdlib = os.path.dirname(os.__file__)
-        if not readable_by(uid, stdlib):
-            remount_interpreter()
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    except Exception as e:
-        os.seteuid(0)
-        print(f"sandbox: still root, could not drop to uid {uid} ({e!r})", file=sys.stderr)
-if libc is not None:
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-    libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG = SIGKILL (after the uid change, which clears it)
-if os.getppid() != parent:
-    os._exit(1)  # the parent died before PDEATHSIG was armed
-for limit, value in [(resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                     (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize),
-                     (resource.RLIMIT_NOFILE, nofile), (resource.RLIMIT_CORE, 0)]:
-    resource.setrlimit(limit, value if isinstance(value, tuple) else (value, value))
-for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
-    del sys.modules[name]  # so that `import ctypes` fires the import event again
-del libc
-sys.dont_write_bytecode = True
-
-
-def install_hook(root):
-    # A closure over strings and C functions captured now: the program can rebind os.lstat,
-    # builtins.type or pathlib's methods, and the hook still uses the originals.
-    refused = {"os.system", "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn",
-               "subprocess.Popen", "pty.spawn", "os.startfile", "gc.get_objects",
-               "gc.get_referrers", "gc.get_referents", "os.killpg"}
-    refused_modules = {"ctypes", "_ctypes", "_posixsubprocess"}
-    # event -> (indexes of its path arguments, indexes of its dir_fd arguments)
-    path_events = {"os.mkdir": ((0,), (2,)), "os.rmdir": ((0,), (1,)), "os.remove": ((0,), (1,)),
-                   "os.rename": ((0, 1), (2, 3)), "os.link": ((0, 1), (2, 3)),
-                   "os.symlink": ((1,), (2,)), "os.chmod": ((0,), (2,)), "os.chown": ((0,), (3,)),
-                   "os.utime": ((0,), (3,)), "os.truncate": ((0,), ()), "os.setxattr": ((0,), ()),
-                   "os.removexattr": ((0,), ())}
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    import posix, stat, pathlib
-    lstat, readlink, getcwd, getpid, is_link = posix.lstat, posix.readlink, posix.getcwd, posix.getpid, stat.S_ISLNK
-    type_, str_, int_, bytes_, refuse = type, str, int, bytes, PermissionError
-    Path, path_fspath, path_str = pathlib.PosixPath, pathlib.PurePath.__fspath__, pathlib.PurePath.__str__
-
-    def resolve(path):
-        # os.path.realpath, written again with the captured functions only.
-        pending = (path if path.startswith("/") else getcwd() + "/" + path).split("/")[::-1]
-        done, links = "", 0
-        while pending:
-            part = pending.pop()
-            if part == "" or part == ".":
-                continue
-            if part == "..":
-                done = done.rpartition("/")[0]
-                continue
-            candidate = done + "/" + part
-            try:
-                mode = lstat(candidate).st_mode
-            except OSError:
-                done = candidate
-                continue
-            if is_link(mode):
-                links += 1
-                if links > 40:
-                    raise refuse("sandbox: too many symbolic links")
-                target = readlink(candidate)
-                pending.extend(target.split("/")[::-1])
-                if target.startswith("/"):
-                    done = ""
-            else:
-                done = candidate
-        return done or "/"
-
-    def check_path(path, absolute_only=False):
-        t = type_(path)
-        if t is int_:
-            return  # an fd: it was checked when it was opened
-        if t is bytes_:
-            path = path.decode("utf-8", "surrogateescape")
-        elif t is Path and t.__fspath__ is path_fspath and t.__str__ is path_str:
-            path = str_(path)
-        elif t is not str_:
-            # other os.PathLike objects may answer differently when open() asks again
-            raise refuse(f"sandbox: writing through a {t.__name__} path is refused")
-        if absolute_only and not path.startswith("/"):
-            # os.open's audit event does not carry dir_fd, so a relative path cannot be placed
-            raise refuse(f"sandbox: os.open for writing needs an absolute path: {path!r}")
-        full = resolve(path)
-        if full != root and not full.startswith(root + "/"):
-            raise refuse(f"sandbox: writing outside the working folder is refused: {path!r}")
-
-    def audit(event, args):
-        if event in refused or event.startswith(("socket.", "ctypes.")):
-            raise refuse(f"sandbox: {event} is refused")
-        if event == "import" and args[0].partition(".")[0] in refused_modules:
-            raise refuse(f"sandbox: import {args[0]} is refused")
-        if event == "open":
-            path, mode, flags = args
-            if flags & write_flags or (mode is not None and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)):
-                check_path(path, absolute_only=mode is None)
-        elif event in path_events:
-            paths, dir_fds = path_events[event]
-            for i in dir_fds:
-                if args[i] is not None and args[i] != -1:  # -1: no dir_fd given
-                    raise refuse(f"sandbox: {event} with dir_fd is refused")
-            for i in paths:
-                check_path(args[i])
-        elif event == "os.kill" and args[0] != getpid():
-            raise refuse("sandbox: signals to other processes are refused")
-        elif event == "object.__setattr__" and args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
-            raise refuse(f"sandbox: assigning {args[1]} is refused")
-
-    sys.addaudithook(audit)
-
-
-if hook:
-    install_hook(os.path.realpath(work))
-# The program runs as __main__ under the name "<program>"; linecache gets its source so that
-# tracebacks show the lines, with the same text on every run (no temporary path in them).
-main = types.ModuleType("__main__")
-main.__builtins__ = builtins
-sys.modules["__main__"] = main
-sys.argv = ["<program>"]
-linecache.cache["<program>"] = (len(source), None, source.splitlines(True), "<program>")
-try:
-    code = compile(source, "<program>", "exec")
-except SyntaxError as e:  # IndentationError included
-    sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
-    sys.exit(1)
-try:
-    exec(code, main.__dict__)
-except SystemExit:
-    raise
-except BaseException as e:
-    main.__dict__.clear()  # free what the program held (a MemoryError leaves no room to print)
-    try:
-        # Without the sandbox's own frames ("<string>": this bootstrap and its audit hook), and
-        # with the interpreter's real paths, so that the text is the same on every run.
-        report = traceback.TracebackException(type(e), e, e.__traceback__.tb_next)
-        frames = [f for f in report.stack if f.filename != "<string>"]
-        for f in frames:
-            if view and f.filename.startswith(view):
-                f.line  # read the source line through the mount before renaming
-                f.filename = sys.base_prefix + f.filename[len(view):]
-        report.stack = traceback.StackSummary.from_list(frames)
-        sys.stderr.write("".join(report.format()))
-    except MemoryError:
-        os.write(2, f"{type(e).__name__}: {e}\n".encode())
-    sys.exit(1)
-'''
