@@ -28,12 +28,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from solvers import countdown
+from solvers import TASKS, countdown
 from solvers.config import ConfigError
 from solvers.trace import Answer, Backtrack, Event, Step
 
 LAYOUTS = ("seed", "self_backtracking", "stream_of_search")
-EXTERNAL_TASKS = (countdown.NAME,)  # the tasks the external layouts describe
+EXTERNAL_TASKS = tuple(name for name, task in TASKS.items() if task.LAYOUTS)  # the tasks they describe
 
 SB_BACKTRACK = "<backtrack>"
 SB_GOAL = "Goal Reached!"

@@ -157,7 +157,7 @@ def settings(cfg: dict) -> Settings:
         llm_cfg = llm_config(dict(cfg["paraphraser"]))
         llm_cfg.api_key()  # a missing key is an error now, not after the first chunk
     proposer_cfg = None
-    if getattr(TASKS[name], "PROPOSES", False):  # llm_search: an LLM proposes the steps of given questions
+    if TASKS[name].PROPOSES:  # llm_search: an LLM proposes the steps of given questions
         from generate.llm import PROVIDERS, proposer_config
         prop = dict(cfg.get("proposer") or {})
         if prop.get("name") not in PROVIDERS:
@@ -315,7 +315,7 @@ class Items:
             return puzzle, events, "unconvertible"
         if self.problems is not None:
             puzzle = self.problems[idx]
-            if getattr(task, "PROPOSES", False):
+            if task.PROPOSES:
                 return self.proposed(puzzle, config, rng)
             return puzzle, task.solve(puzzle, config, rng), "unsolved"
         for _ in range(MAX_DRAWS):

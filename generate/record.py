@@ -64,10 +64,11 @@ MAX_THREADS = 32         # requests served at once; more wait in the listen queu
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SEARCH_LIMIT = 10_000    # questions tried for one not yet recorded before giving up on novelty
 NAME_KEYS = {"name", "filename", "file", "path", "out", "dir"}
-# Tasks whose sample() makes a question from the config alone (llm_search's come from a file).
-SAMPLED_TASKS = ("arithmetic", "countdown", "graph", "sudoku")
-# Tasks whose answer is text; every other answer is an integer, as in the seed format.
-TEXT_ANSWER_TASKS = ("countdown", "graph", "sudoku")  # an expression, a path, a grid
+# Tasks whose puzzles the page may draw for a person (Task.RECORDABLE), and those whose answer
+# is text (Task.ANSWER_KIND: an expression, a path, a grid); other answers are integers, as in
+# the seed format.
+SAMPLED_TASKS = tuple(name for name, task in TASKS.items() if task.RECORDABLE)
+TEXT_ANSWER_TASKS = tuple(name for name, task in TASKS.items() if task.ANSWER_KIND == "text")
 _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits only, as arithmetic.verify
 # What a Reasoning may hold: printable text, "\n" and U+0008. Other control characters
 # ("\r", "\t", NUL, escape) are not typed by the page, so a stream holding one did not come from it.

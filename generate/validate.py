@@ -21,13 +21,11 @@ unsolved               a given puzzle (``problems=FILE``) was not solved within 
 contaminated           the puzzle or question is in the ``decontaminate=FILE`` list
 unconvertible          an imported search (``traces=FILE on_bad_trace=skip``) could not be converted
 propose_failed         a request to the ``llm_search`` proposer failed after the SDK's retries
-program_output_mismatch  (task=program) a ``<program>`` re-run in the sandbox does not print its ``<output>`` block
-boxed_mismatch         (task=program) the ``<boxed>`` value is missing or is not the answer line's
 =====================  =====================================================================
 
-A task may add its own re-check of the collapsed page: a module-level
-``check_page(puzzle, page) -> Optional[str]`` runs after every check above and its reason,
-one of ``REASONS``, rejects the record (``solvers/program.py`` re-runs the programs).
+A task may add its own re-check of the collapsed page (``Task.check_page``): it runs after
+every check above, and its reason, one of the task's own ``REASONS``, rejects the record
+(task=program re-runs the programs: ``program_output_mismatch``, ``boxed_mismatch``).
 """
 
 from __future__ import annotations
@@ -35,24 +33,28 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Callable, Optional
 
+from solvers import TASKS, task_of
 from solvers.arith import EQUATION, false_equations  # noqa: F401  (the validator's reading, written once)
+from solvers.task import Task
 from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse
 
-REASONS = ("schema", "malformed_backspaces", "missing_answer_line", "answer_mismatch",
-           "wrong_answer", "false_equation", "over_length", "split_leak", "duplicate",
-           "no_puzzle", "unsolved", "contaminated", "unconvertible", "propose_failed",
-           "program_output_mismatch", "boxed_mismatch")
+BASE_REASONS = ("schema", "malformed_backspaces", "missing_answer_line", "answer_mismatch",
+                "wrong_answer", "false_equation", "over_length", "split_leak", "duplicate",
+                "no_puzzle", "unsolved", "contaminated", "unconvertible", "propose_failed")
+REASONS = BASE_REASONS + tuple(r for t in TASKS.values() for r in t.REASONS if r not in BASE_REASONS)
 
 _FIELDS = {"Question": str, "Reasoning": str}
 
 
-def check(record: dict, task: ModuleType, max_chars: int,
+def check(record: dict, task: Task | ModuleType | str, max_chars: int,
           split_of: Optional[Callable[[dict], str]] = None) -> Optional[str]:
-    """The reason ``record`` is rejected, or None when it passes.
+    """The reason ``record`` is rejected, or None when it passes. ``task``: its Task (or the
+    task's module or name).
 
     ``split_of(puzzle)`` gives the split a puzzle belongs to by content; None skips the
     leak check (given problems go wherever the user puts them).
     """
+    task = task_of(task)
     for name, kind in _FIELDS.items():
         if not isinstance(record.get(name), kind):
             return "schema"
@@ -77,7 +79,6 @@ def check(record: dict, task: ModuleType, max_chars: int,
         return "over_length"
     if split_of is not None and puzzle is not None and split_of(puzzle) != record.get("split"):
         return "split_leak"
-    check_page = getattr(task, "check_page", None)  # a task's own re-check (program: re-runs every program)
-    if check_page is not None:
-        return check_page(puzzle, page)
+    if task.check_page is not None:  # a task's own re-check (program: re-runs every program)
+        return task.check_page(puzzle, page)
     return None

@@ -1,21 +1,18 @@
 """Programmatic solvers that record their search. Pure Python: no ML imports here.
 
-One task = one module with the same parts (``Config``, ``HEURISTICS``, ``sample``, ``solve``,
-``verify``, ``question``, ``puzzle_key``, ``parse_puzzle``, ``is_heldout`` and its wording:
-``step_phrases``/``step_slots``, ``BACK_PHRASES``/``back_slots``, ``NOTE_PHRASES``/``note_slots``),
-registered in the plain dict below. ``tests/test_tasks.py`` holds every entry to that contract.
+One task = one module; ``solvers/task.py`` declares the parts every task has and the optional
+ones, and ``register`` checks a module against it. ``TASKS`` maps a task's name to its ``Task``.
+``tests/test_tasks.py`` holds every entry to the contract in use.
 """
 
 from solvers import arithmetic, countdown, graph, llm_search, program, sudoku
+from solvers.task import Task, register
 
-TASKS = {
-    countdown.NAME: countdown,
-    arithmetic.NAME: arithmetic,
-    graph.NAME: graph,
-    sudoku.NAME: sudoku,
-    llm_search.NAME: llm_search,  # needs problems=FILE and a proposer: solve(..., propose=)
-    program.NAME: program,  # runs every program it writes in solvers/sandbox.py
-}
+TASKS: dict[str, Task] = {}
+for _module in (countdown, arithmetic, graph, sudoku,
+                llm_search,  # needs problems=FILE and a proposer: solve(..., propose=)
+                program):    # runs every program it writes in solvers/sandbox.py
+    register(_module, TASKS)
 
 # Human traces that name no task (generate/human.py) are checked against their known Answer.
 HUMAN = "human"
@@ -38,3 +35,17 @@ def verifier(task: str):
     """``verify(puzzle, answer)`` for a record's task: the task's own, or for human traces
     without one the known-answer check."""
     return known_answer if task == HUMAN else TASKS[task].verify
+
+
+def task_of(what) -> Task:
+    """The registered ``Task`` of a task name, a task module or a ``Task``.
+
+    >>> task_of("countdown") is task_of(countdown) is TASKS["countdown"]
+    True
+    """
+    if isinstance(what, Task):
+        return what
+    name = what if isinstance(what, str) else getattr(what, "NAME", None)
+    if name not in TASKS:
+        raise KeyError(f"no task {name!r}: the tasks are {', '.join(TASKS)}")
+    return TASKS[name]

@@ -28,11 +28,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from solvers import independent
 from solvers.config import ConfigError, check_choice, check_int_range
 from solvers.trace import Event, Recorder
 
 NAME = "countdown"
 HEURISTICS = ("closest", "sum", "random")
+ANSWER_KIND = "text"  # an expression such as "(2 + 3) * 4"
+LAYOUTS = ("self_backtracking", "stream_of_search")  # other projects' layouts: generate/interop.py
+CHECKER = independent.countdown_correct  # python -m train.rejudge's own check, sharing no code with verify
 
 
 @dataclass

@@ -70,6 +70,7 @@ from solvers.trace import Event, Recorder
 
 NAME = "graph"
 HEURISTICS = ("closest", "order", "random")
+ANSWER_KIND = "text"  # a path such as "a1-a2-b2"
 KINDS = ("maze", "random")
 
 

@@ -61,6 +61,7 @@ NAME = "llm_search"
 HEURISTICS = ("checked", "as_proposed")
 FALSE_STEPS = ("prune", "erase")
 PROPOSES = True  # solve() takes propose=...; the pipeline passes generate.llm.Proposer
+RECORDABLE = False  # no sampler: its questions come from a file
 
 MAX_STEP_CHARS = 200      # a longer candidate is not a step; dropped
 MAX_QUESTION_CHARS = 4000

@@ -655,3 +655,15 @@ def verify(puzzle: dict, answer: Any) -> bool:
         return answer == reference_answer(puzzle)
     except (KeyError, ValueError, TypeError, AttributeError):
         return False
+
+
+# ----------------------------------------------------------------------------- the task's optional parts
+
+from solvers.program_tool import CLOSE, insertion, pending_program, program_score, tags_score  # noqa: E402
+from solvers.task import Tool  # noqa: E402
+
+RECORDABLE = False  # the recorder's page cannot run a person's programs
+REASONS = ("program_output_mismatch", "boxed_mismatch")  # what check_page returns
+REWARDS = {"program": program_score, "tags": tags_score}
+GRPO_REWARDS = (("program", 1.0), ("tags", 0.2))  # the sandboxed last program + the tagged format
+TOOL = Tool(close=CLOSE, pending=pending_program, run=insertion)

@@ -47,6 +47,7 @@ from solvers.trace import Event, Recorder
 
 NAME = "sudoku"
 HEURISTICS = ("order", "mrv", "random")
+ANSWER_KIND = "text"  # the solved grid
 
 # Most blanks per size. 4x4: 12 (4 givens is the least that leaves one solution; 71% of
 # greedy passes get there). 9x9: greedy removal in random order stops at a minimal puzzle

@@ -234,10 +234,13 @@ def test_program_reward_is_correctness_for_other_tasks():
 
 def test_grpo_uses_the_sandboxed_rewards_for_task_program():
     from train.trl_configs import grpo_rewards
-    grpo = {"rewards": ["correctness"], "reward_weights": [1.0],
-            "task_rewards": {"program": {"rewards": ["program", "tags"], "reward_weights": [1.0, 0.2]}}}
+    grpo = {"rewards": ["correctness"], "reward_weights": [1.0], "task_rewards": {}}
+    # the task's own GRPO_REWARDS, where it declares them; grpo.rewards for the others
     assert grpo_rewards({"grpo": grpo, "data": {"task": "program"}}) == (["program", "tags"], [1.0, 0.2])
     assert grpo_rewards({"grpo": grpo, "data": {"task": "countdown"}}) == (["correctness"], [1.0])
+    # grpo.task_rewards.<task> overrides the task's own
+    grpo["task_rewards"] = {"program": {"rewards": ["correctness"], "reward_weights": [1.0]}}
+    assert grpo_rewards({"grpo": grpo, "data": {"task": "program"}}) == (["correctness"], [1.0])
 
 
 @pytest.mark.slow

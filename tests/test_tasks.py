@@ -12,6 +12,7 @@ pipeline runs against the fake provider servers in tests/test_llm_search.py.
 
 import dataclasses
 import json
+import types
 import random
 import re
 
@@ -20,13 +21,14 @@ import pytest
 from generate import paraphrase, pipeline, validate
 from solvers import TASKS, variants
 from solvers.config import ConfigError
+from solvers.task import REQUIRED, Task, TaskError, Tool, register
 from solvers.trace import (BACKSPACE, STYLES, Answer, Backtrack, Step, check_events, collapse,
                            erased_mask, final_answer, render)
 from tests.llm_servers import arithmetic_proposer
 from train.rewards import judge
 
 NAMES = sorted(TASKS)
-SAMPLED = [n for n in NAMES if not getattr(TASKS[n], "PROPOSES", False)]  # the pipeline draws their puzzles
+SAMPLED = [n for n in NAMES if not TASKS[n].PROPOSES]  # the pipeline draws their puzzles
 VARIANTS = [  # (notes, slips, think): plain, each variant alone, all at once
     (False, 0.0, 0.0), (True, 0.0, 0.0), (False, 0.5, 0.0), (False, 0.0, 0.5), (True, 0.5, 0.5)]
 
@@ -34,7 +36,7 @@ VARIANTS = [  # (notes, slips, think): plain, each variant alone, all at once
 def solved(task, config, seed):
     """A (puzzle, events) the task's sampler and solver make from ``seed``."""
     rng = random.Random(seed)
-    if getattr(task, "PROPOSES", False):
+    if task.PROPOSES:
         return proposed(task, config, rng)
     for _ in range(200):
         puzzle = task.sample(config, rng)
@@ -59,13 +61,9 @@ def proposed(task, config, rng):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_task_module_has_every_part(name):
+def test_task_is_registered_under_its_name_with_a_config_that_checks_itself(name):
     task = TASKS[name]
-    for part in ("NAME", "HEURISTICS", "Config", "sample", "solve", "verify", "question", "puzzle_key",
-                 "parse_puzzle", "is_heldout", "step_phrases", "step_slots", "BACK_PHRASES", "back_slots",
-                 "NOTE_PHRASES", "note_slots"):
-        assert hasattr(task, part), f"{name} lacks {part}"
-    assert task.NAME == name
+    assert isinstance(task, Task) and task.NAME == name and task.module.NAME == name
     config = task.Config()
     assert config.heuristic == task.HEURISTICS[0]  # the first heuristic is the default
     with pytest.raises(ConfigError) as e:
@@ -196,3 +194,62 @@ def test_bad_variant_or_interop_values_name_the_key(key, value, tmp_path, gen_cf
     with pytest.raises(ConfigError) as e:
         pipeline.settings(cfg)
     assert e.value.key == key
+
+
+def _module(**parts):
+    """A stand-in task module: countdown's required parts, with ``parts`` on top."""
+    from solvers import countdown
+    fake = types.ModuleType("fake_task")
+    for part in REQUIRED:
+        setattr(fake, part, getattr(countdown, part))
+    fake.NAME = "fake"
+    for key, value in parts.items():
+        setattr(fake, key, value)
+    return fake
+
+
+@pytest.mark.parametrize("parts, named", [
+    ({"verify": None}, "verify"),                        # a required part that is not a function
+    ({"ANSWER_KIND": "float"}, "ANSWER_KIND"),           # answers are ints or text
+    ({"PROPOSES": True}, "RECORDABLE"),                  # no sampler, so the recorder cannot draw one
+    ({"REASONS": ("mine",)}, "REASONS"),                 # reasons with no check_page to return them
+    ({"GRPO_REWARDS": (("program",),)}, "GRPO_REWARDS"),  # a reward without its weight
+    ({"TOOL": "</program>"}, "TOOL"),                    # a tool is a Tool
+    ({"NAME": "two words"}, "NAME"),                     # a name is used as a key=value override
+])
+def test_register_refuses_a_module_that_breaks_the_contract_naming_the_part(parts, named):
+    with pytest.raises(TaskError, match=named):
+        register(_module(**parts))
+
+
+def test_register_refuses_a_missing_part_and_a_second_task_of_the_same_name():
+    fake = _module()
+    del fake.note_slots
+    with pytest.raises(TaskError, match="lacks note_slots"):
+        register(fake)
+    registry = {}
+    register(_module(), registry)
+    with pytest.raises(TaskError, match="registered already"):
+        register(_module(), registry)
+
+
+def test_optional_parts_get_their_defaults():
+    task = register(_module())
+    assert (task.ANSWER_KIND, task.PROPOSES, task.RECORDABLE, task.REASONS, task.REWARDS, task.TOOL, task.CHECKER) == \
+        ("int", False, True, (), {}, None, None)
+    tool = Tool(close="</x>", pending=lambda text: None, run=lambda code, timeout: "")
+    assert register(_module(TOOL=tool)).TOOL is tool
+
+
+def test_no_file_outside_solvers_names_a_task():
+    """The task is the seam: code outside solvers/ asks the Task, never tests a task's name."""
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent
+    names = "|".join(NAMES)
+    # a task's name in quotes, other than as a default value (a CLI default is a preset); doctests may name one
+    pattern = re.compile(rf"""(?<!default=)(?<!str = )["']({names})["']""")
+    offenders = [f"{path.relative_to(root)}:{i}" for folder in ("generate", "train")
+                 for path in sorted((root / folder).rglob("*.py"))
+                 for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if pattern.search(line.split("#")[0]) and not line.strip().startswith((">>>", "..."))]
+    assert not offenders, offenders

@@ -19,6 +19,7 @@ pytest.importorskip("transformers")
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 from transformers.modeling_outputs import CausalLMOutputWithPast  # noqa: E402
 
+from solvers import TASKS  # noqa: E402
 from train import toolloop  # noqa: E402
 from train.evaluate import evaluate, is_loop  # noqa: E402
 from train.tokenizer import FAILURE, SUCCESS, build_char_tokenizer  # noqa: E402
@@ -75,7 +76,7 @@ def programs_then_answer(n_programs: int):
 
 
 def loop(model, tok, prompts, k=1, max_rounds=4, max_new_tokens=400, do_sample=False, batch_size=8):
-    return toolloop.generate(model, tok, prompts, num_return_sequences=k, do_sample=do_sample, temperature=1.0,
+    return toolloop.generate(model, tok, prompts, tool=TASKS["program"].TOOL, num_return_sequences=k, do_sample=do_sample, temperature=1.0,
                              max_new_tokens=max_new_tokens, batch_size=batch_size, max_rounds=max_rounds, timeout=5)
 
 

@@ -7,12 +7,14 @@ anyone can re-judge the figures in ``RUN/metrics.json`` (``python -m train.rejud
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from solvers import TASKS
 from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
 from train import decode
 from train.data import prompt_of
@@ -154,10 +156,13 @@ def evaluate_one(model, tokenizer, records: list[dict], e: dict, samples_path: P
     gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"], decoding=decoding,
                self_backtrack=e.get("self_backtrack"))
     tool = e.get("tool_loop") or {}
-    tool_loop = bool(tool.get("enabled")) and bool(records) and all(r["task"] == "program" for r in records)
-    if tool_loop:  # eval.tool_loop: programs run in the sandbox and their real output is inserted (train/toolloop.py)
+    # eval.tool_loop: when every record's task declares the same TOOL (task=program: programs run in
+    # the sandbox and their real output is inserted; train/toolloop.py)
+    tools = {TASKS[r["task"]].TOOL if r["task"] in TASKS else None for r in records}
+    tool_loop = bool(tool.get("enabled")) and len(tools) == 1 and None not in tools
+    if tool_loop:
         from train import toolloop
-        generate_ = toolloop.generate
+        generate_ = functools.partial(toolloop.generate, tool=tools.pop())
         gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"],
                    max_rounds=tool["max_rounds"], timeout=tool["timeout"])
     else:

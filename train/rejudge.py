@@ -1,7 +1,8 @@
 """python -m train.rejudge RUN: re-judge a run's samples.jsonl and compare with its metrics.
 
-It trusts nothing the run wrote but the raw completions and the puzzles: it applies the
-backspaces again, reads the last ``Answer:`` line again and checks it with its own exact
+It trusts nothing the run wrote but the raw completions and the puzzles: where the task brings
+an independent checker (``Task.CHECKER``; countdown's is in solvers/independent.py) it applies
+the backspaces again, reads the last ``Answer:`` line again and checks it with its own exact
 arithmetic (not the project's verifier), then recomputes greedy accuracy. Outcome markers
 (``<success>``, ``<failure>``) are dropped before reading. It recomputes the loop rate too
 (``train.evaluate.is_loop`` on each greedy completion; the limit is ``eval.max_new_tokens``
@@ -10,65 +11,17 @@ from the run's ``config.json``, compared with the row's ``tokens``).
 
 from __future__ import annotations
 
-import ast
 import json
-import re
 import sys
-from collections import Counter
-from fractions import Fraction
 from pathlib import Path
 
-
-def _apply_erasures(text: str) -> str | None:
-    out: list[str] = []
-    for piece in re.split(r"(<backtrack>)", text):
-        if piece == "<backtrack>":
-            if not out or out[-1] != "\n":
-                return None
-            out.pop()
-            while out and out[-1] != "\n":
-                out.pop()
-            continue
-        for ch in piece:
-            if ch == "\b":
-                if not out:
-                    return None
-                out.pop()
-            else:
-                out.append(ch)
-    return "".join(out)
+from solvers import TASKS
+from solvers.independent import apply_erasures
 
 
-def _value(node, used):
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        used.append(node.value)
-        return Fraction(node.value)
-    if isinstance(node, ast.BinOp):
-        a, b = _value(node.left, used), _value(node.right, used)
-        ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
-               ast.Div: lambda: a / b}
-        if type(node.op) in ops:
-            return ops[type(node.op)]()
-    raise ValueError
-
-
-def countdown_correct(puzzle: dict, text: str) -> bool:
-    page = _apply_erasures(text.replace("<success>", "").replace("<failure>", ""))
-    if page is None:
-        return False
-    answers = [line[len("Answer:"):].strip() for line in page.split("\n") if line.startswith("Answer:")]
-    if not answers or len(answers[-1]) > 256:
-        return False
-    try:
-        used: list[int] = []
-        value = _value(ast.parse(answers[-1].replace("×", "*").replace("÷", "/").replace("−", "-"),
-                                 mode="eval").body, used)
-    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
-        return False
-    return value == puzzle["target"] and Counter(used) == Counter(puzzle["numbers"])
-
-
-CHECKERS = {"countdown": countdown_correct}
+def checker(task: str):
+    """The task's own independent checker (``Task.CHECKER``), or None."""
+    return TASKS[task].CHECKER if task in TASKS else None
 
 
 def project_verdict(row: dict) -> bool:
@@ -76,7 +29,7 @@ def project_verdict(row: dict) -> bool:
     (so the re-judging re-reads the text but is not independent; the output says so)."""
     from solvers import verifier
     from solvers.trace import final_answer
-    page = _apply_erasures(row["completion"].replace("<success>", "").replace("<failure>", ""))
+    page = apply_erasures(row["completion"].replace("<success>", "").replace("<failure>", ""))
     answer = final_answer(page) if page is not None else None
     return answer is not None and bool(verifier(row["task"])(row["puzzle"], answer))
 
@@ -86,11 +39,11 @@ def rejudge(run_dir: Path, mode: str | None = None) -> dict:
     from train.evaluate import samples_file
     rows = [json.loads(line) for line in open(run_dir / samples_file(mode), encoding="utf-8")]
     greedy = [r for r in rows if r["mode"] == "greedy"]
-    verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"]) if r["task"] in CHECKERS else project_verdict(r)
+    verdicts = [checker(r["task"])(r["puzzle"], r["completion"]) if checker(r["task"]) else project_verdict(r)
                 for r in greedy]
     disagree = sum(v != r["correct"] for v, r in zip(verdicts, greedy))
     result = {"problems": len(greedy), "accuracy": sum(verdicts) / len(greedy), "disagreements": disagree,
-              "independent": sum(r["task"] in CHECKERS for r in greedy)}
+              "independent": sum(checker(r["task"]) is not None for r in greedy)}
     config = run_dir / "config.json"
     if config.exists():
         from train.evaluate import extra_config, is_loop

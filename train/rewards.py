@@ -8,7 +8,6 @@ written once, in ``solvers``). The dataset columns ``puzzle`` (JSON text or a di
 from __future__ import annotations
 
 import json
-import re
 
 from solvers import verifier
 from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse, final_answer
@@ -90,106 +89,51 @@ def length_penalty(completions, max_chars: int = 2048, **kwargs) -> list[float]:
     return [-min(1.0, len(c) / max_chars) for c in completions]
 
 
-def _program_score(completion: str, puzzle, task: str) -> float:
-    from solvers import program, sandbox
-    if task != program.NAME:
-        return float(judge(completion, puzzle, task)["correct"])
-    try:
-        page = collapse(strip_markers(completion))
-    except MalformedTrace:
-        return 0.0
-    found = program.programs(page)
-    box = program.boxed(page)
-    if not found or box is None:
-        return 0.0
-    puzzle = _puzzle(puzzle)
-    if not program.verify(puzzle, box):
-        return 0.0  # cheap first: no sandbox run for a wrong boxed value
-    result = sandbox.run(found[-1][0], timeout=program.TIMEOUT, memory_mb=program.MEMORY_MB)
-    printed = re.findall(r"-?\d+", result.stdout[-1000:])
-    ok = result.returncode == 0 and not result.killed_by and printed and program.verify(puzzle, printed[-1])
-    return 1.0 if ok else 0.0
-
-
-def program_reward(completions, puzzle, task, **kwargs) -> list[float]:
-    """For ``task == "program"``: 1.0 when the completion (backspaces applied) has a
-    ``<program>`` block and a ``<boxed>`` value, the boxed value is the answer, and the LAST
-    program, run again here in the sandbox (solvers/sandbox.py, 5 s, 256 MB), exits cleanly
-    and the last integer it prints is the answer too; else 0.0. What the completion's own
-    ``<output>`` block claims is ignored: only the real run counts. The ``Answer:`` line is
-    not looked at (``correctness`` grades it). For any other task this is ``correctness``.
-    Completions run in parallel threads, each in its own process (~0.2 s a run).
+def task_reward(name: str):
+    """The reward ``name`` that a task declares (``Task.REWARDS``: a scorer of the collapsed
+    page, e.g. task=program's ``program``, which re-runs the last program in the sandbox, and
+    ``tags``) in TRL's signature. A completion that is not a well-formed stream scores 0.0; a
+    row of a task that does not declare it is graded by ``correctness``. Rows are scored in
+    parallel threads (a sandbox run is its own process). Without a ``task`` column, the one
+    task that declares the reward grades every row.
 
     >>> p = '{"family": "multiples", "a": 3, "b": 5, "limit": 10}'
     >>> right = "<program>\\nprint(sum(n for n in range(10) if n % 3 == 0 or n % 5 == 0))\\n</program>\\n"
-    >>> program_reward([right + "<boxed>23</boxed>",                 # runs, prints 23, boxes 23
-    ...                 right + "<boxed>24</boxed>",                 # boxed value wrong
-    ...                 "<program>\\nprint(22)\\n</program>\\n<output>\\n23\\n</output>\\n<boxed>23</boxed>",  # the run prints 22
-    ...                 "<boxed>23</boxed>"],                        # no program at all
-    ...                puzzle=[p] * 4, task=["program"] * 4)
-    [1.0, 0.0, 0.0, 0.0]
+    >>> REWARDS["program"]([right + "<boxed>23</boxed>",     # runs, prints 23, boxes 23
+    ...                     right + "<boxed>2\\b4</boxed>"],  # boxes 24 once the backspace is applied
+    ...                    puzzle=[p] * 2, task=["program"] * 2)
+    [1.0, 0.0]
     """
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(_program_score, completions, puzzle, task))
 
+    from solvers import TASKS
 
-_TAG_LINE = re.compile(r"<(/?)(think|program|output|summary)>")
+    owners = {t.NAME: t.REWARDS[name] for t in TASKS.values() if name in t.REWARDS}
 
-
-def tags_format(completions, **kwargs) -> list[float]:
-    """1.0 when the completion, backspaces applied, is in the program task's tagged format:
-    blocks ``<think>``, ``<program>``, ``<output>``, ``<summary>`` opened and closed in turn,
-    never nested; every ``<program>`` followed at once by its ``<output>``; at least one
-    program; then ``<summary>...</summary>`` and ``<boxed>N</boxed>`` (an integer) last,
-    with nothing after it but an ``Answer:`` line. Outside the blocks only blank lines.
-    Nothing is run. Else 0.0.
-
-    >>> good = "<think>plan</think>\\n<program>\\nprint(1)\\n</program>\\n<output>\\n1\\n</output>\\n"
-    >>> tags_format([good + "<summary>1</summary>\\n<boxed>1</boxed>\\nAnswer: 1",
-    ...              good + "<boxed>1</boxed>",                                # no summary
-    ...              good.replace("</output>", "") + "<summary>1</summary>\\n<boxed>1</boxed>",  # unclosed
-    ...              "<summary>1</summary>\\n<boxed>1</boxed>"])               # no program
-    [1.0, 0.0, 0.0, 0.0]
-    """
-    return [_tags_score(c) for c in completions]
-
-
-def _tags_score(completion: str) -> float:
-    try:
-        lines = collapse(completion).split("\n")
-    except MalformedTrace:
-        return 0.0
-    blocks, open_tag, previous = [], None, None
-    for i, line in enumerate(lines):
-        text = line.strip()
-        if open_tag is not None:  # inside a block: only its closing tag matters
-            if text == f"</{open_tag}>":
-                open_tag = None
-            continue
-        if not text:
-            continue
-        one_line = re.fullmatch(r"<(think|summary)>.*</\1>", text)
-        if one_line:
-            blocks.append(one_line[1])
-        elif text in ("<think>", "<program>", "<output>", "<summary>"):
-            open_tag = text[1:-1]
-            blocks.append(open_tag)
-        elif re.fullmatch(r"<boxed>\s*-?\d+\s*</boxed>", text):
-            blocks.append("boxed")
-            rest = [x for x in lines[i + 1:] if x.strip()]
-            if rest and not (len(rest) == 1 and rest[0].startswith(ANSWER_PREFIX)):
-                return 0.0
-            break
-        else:
-            return 0.0  # text outside any block
-    if open_tag is not None or blocks[-2:] != ["summary", "boxed"] or "program" not in blocks:
-        return 0.0
-    for a, b in zip(blocks, blocks[1:]):
-        if (a == "program") != (b == "output"):
+    def score(completion: str, puzzle, task) -> float:
+        scorer = owners.get(task) if task is not None else next(iter(owners.values()))
+        if scorer is None:
+            return float(judge(completion, puzzle, task)["correct"])
+        try:
+            page = collapse(strip_markers(completion))
+        except MalformedTrace:
             return 0.0
-    return 1.0
+        return float(scorer(page, _puzzle(puzzle)))
+
+    def reward(completions, puzzle=None, task=None, **kwargs) -> list[float]:
+        n = len(completions)
+        if task is None and len(owners) != 1:
+            raise ValueError(f"reward {name!r} needs the task column: {len(owners)} tasks declare it")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(score, completions, puzzle or [None] * n, task or [None] * n))
+
+    reward.__name__ = f"{name}_reward"  # TRL logs rewards/<__name__>
+    return reward
 
 
-REWARDS = {"correctness": correctness, "format": format_reward, "length": length_penalty,
-           "program": program_reward, "tags": tags_format}
+def _task_rewards() -> dict:
+    from solvers import TASKS
+    return {name: task_reward(name) for t in TASKS.values() for name in t.REWARDS}
+
+
+REWARDS = {"correctness": correctness, "format": format_reward, "length": length_penalty, **_task_rewards()}

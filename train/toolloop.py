@@ -1,4 +1,5 @@
-"""Tool-loop evaluation for ``task=program`` (``eval.tool_loop``): the model's programs really run.
+"""Tool-loop evaluation (``eval.tool_loop``) for a task that declares a ``TOOL``
+(``solvers.task.Tool``; task=program: the model's programs really run).
 
 In training every ``<output>`` block is what the sandbox printed; in plain evaluation the
 model writes its own ``<output>``, so it can "see" any number it likes. With the tool loop,
@@ -27,10 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from solvers.config import check_int_range
-from solvers.trace import MalformedTrace, collapse
+from solvers.task import Tool
 
-CLOSE = "</program>"
-MAX_OUTPUT = 1024  # bytes of a run's output kept (first and last half): a runaway print must not fill the context
 
 
 def check(e: dict) -> None:
@@ -49,59 +48,20 @@ def check(e: dict) -> None:
                           f"eval.decoding=visible, got {e.get('decoding')!r}")
 
 
-def insertion(code: str, timeout: float) -> str:
-    """What is appended after ``</program>``: the real output block of ``code``.
-
-    >>> insertion("print(6 * 7)", 5)
-    '\\n<output>\\n42\\n</output>\\n'
-    >>> insertion("pass", 5)
-    '\\n<output>\\n</output>\\n'
-    """
-    from solvers import program, sandbox
-
-    lines = program.shown(sandbox.run(code, timeout=timeout, memory_mb=program.MEMORY_MB, max_output=MAX_OUTPUT))
-    return "\n<output>\n" + "".join(line + "\n" for line in lines) + "</output>\n"
-
-
-def pending_program(completion: str) -> str | None:
-    """The program to run when ``completion`` (raw, backspaces included) has just closed a
-    block: the last ``<program>`` block of the collapsed text, if it has no output yet.
-
-    >>> pending_program("<think>x</think>\\n<program>\\nprint(1)\\n</program>")
-    'print(1)'
-    >>> pending_program("<program>\\nprint(1)\\n</program>\\n<output>\\n1\\n</output>\\n") is None
-    True
-    >>> pending_program("\\b</program>") is None      # malformed: nothing to erase
-    True
-    """
-    from solvers import program
-
-    try:
-        page = collapse(completion)
-    except MalformedTrace:
-        return None
-    if not page.rstrip().endswith(CLOSE) or page.rstrip().rsplit("\n", 1)[-1].strip() != CLOSE:
-        return None
-    found = program.programs(page)
-    if not found or found[-1][1] is not None:
-        return None
-    return found[-1][0]
-
-
-class _ClosesProgram:
+class _Closes:
     """A StoppingCriteria: a row is done once the text it generated since ``start`` holds
-    ``</program>``. Decodes only the last few tokens of each row (each token is at least one
-    character, so 2 x len(CLOSE) tokens always hold a just-written ``</program>``)."""
+    ``close`` (``</program>``). Decodes only the last few tokens of each row (each token is at
+    least one character, so 2 x len(close) tokens always hold a just-written one)."""
 
-    def __init__(self, tokenizer, start: int) -> None:
-        self.tokenizer, self.start = tokenizer, start
+    def __init__(self, tokenizer, start: int, close: str) -> None:
+        self.tokenizer, self.start, self.close = tokenizer, start, close
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        lo = max(self.start, input_ids.shape[1] - 2 * len(CLOSE))
+        lo = max(self.start, input_ids.shape[1] - 2 * len(self.close))
         tails = self.tokenizer.batch_decode(input_ids[:, lo:], skip_special_tokens=True)
-        return torch.tensor([CLOSE in t for t in tails], dtype=torch.bool, device=input_ids.device)
+        return torch.tensor([self.close in t for t in tails], dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass
@@ -114,7 +74,7 @@ class _Row:
     pending: list = field(default_factory=list)
 
 
-def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int, do_sample: bool,
+def generate(model, tokenizer, prompts: list[str], *, tool: Tool, num_return_sequences: int, do_sample: bool,
              temperature: float, max_new_tokens: int, batch_size: int, max_rounds: int,
              timeout: float) -> list[list[tuple[str, int, int]]]:
     """For each prompt, ``num_return_sequences`` (completion with inserted outputs, generated
@@ -135,21 +95,21 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
         for may_stop in (True, False):
             group = [r for r in active if (r.rounds < max_rounds) == may_stop]
             for start in range(0, len(group), batch_size):
-                _step(model, tokenizer, group[start:start + batch_size], may_stop, do_sample, temperature,
+                _step(model, tokenizer, tool, group[start:start + batch_size], may_stop, do_sample, temperature,
                       max_new_tokens, timeout, special, torch, StoppingCriteriaList)
     k = num_return_sequences
     flat = [(r.text, r.tokens, r.rounds) for r in rows]
     return [flat[i * k:(i + 1) * k] for i in range(len(prompts))]
 
 
-def _step(model, tokenizer, batch, may_stop, do_sample, temperature, max_new_tokens, timeout, special, torch,
+def _step(model, tokenizer, tool, batch, may_stop, do_sample, temperature, max_new_tokens, timeout, special, torch,
           StoppingCriteriaList) -> None:
     """One ``model.generate`` call over ``batch``; then run the programs closed in it."""
     budget = [max_new_tokens - r.tokens for r in batch]
     enc = tokenizer([r.prompt + r.text for r in batch], return_tensors="pt", padding=True,
                     add_special_tokens=False).to(model.device)
     width = enc["input_ids"].shape[1]
-    stop = StoppingCriteriaList([_ClosesProgram(tokenizer, width)]) if may_stop else None
+    stop = StoppingCriteriaList([_Closes(tokenizer, width, tool.close)]) if may_stop else None
     with torch.no_grad():
         gen = model.generate(**enc, max_new_tokens=max(budget), do_sample=do_sample,
                              temperature=temperature if do_sample else None, top_p=None, top_k=None,
@@ -160,12 +120,12 @@ def _step(model, tokenizer, batch, may_stop, do_sample, temperature, max_new_tok
         ids = ids[:left]
         end = next((i for i, t in enumerate(ids) if t in special), None)
         piece = tokenizer.decode(ids[:end], skip_special_tokens=True)
-        if may_stop and CLOSE in piece:
+        if may_stop and tool.close in piece:
             # the stopping criterion ended the row at the token that completed </program>; what a
             # subword token held beyond it (say "</program>\n") is dropped: the output block follows
-            r.text += piece[:piece.index(CLOSE) + len(CLOSE)]
+            r.text += piece[:piece.index(tool.close) + len(tool.close)]
             r.tokens += len(ids[:end])
-            code = pending_program(r.text)
+            code = tool.pending(r.text)
             if code is not None:
                 to_run.append((r, code))
             r.done = r.tokens >= max_new_tokens
@@ -175,7 +135,7 @@ def _step(model, tokenizer, batch, may_stop, do_sample, temperature, max_new_tok
         r.done = True  # an EOS, or the budget is spent
     if to_run:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            outputs = list(pool.map(lambda rc: insertion(rc[1], timeout), to_run))
+            outputs = list(pool.map(lambda rc: tool.run(rc[1], timeout), to_run))
         for (r, _), out in zip(to_run, outputs):
             r.text += out
             r.rounds += 1

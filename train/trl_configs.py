@@ -20,13 +20,19 @@ PROJECT_KEYS = {
 
 def grpo_rewards(cfg: dict) -> tuple[list[str], list[float] | None]:
     """(reward names, weights) for the task being trained: ``grpo.task_rewards.<data.task>``
-    when the config has one (task=program: the sandboxed program reward and the tag format),
-    else ``grpo.rewards`` and ``grpo.reward_weights``."""
+    when the config has one, else the task's own ``GRPO_REWARDS`` when it declares them
+    (task=program: the sandboxed program reward and the tag format), else ``grpo.rewards`` and
+    ``grpo.reward_weights``."""
+    from solvers import TASKS
+
     g = cfg["grpo"]
     task = (cfg.get("data") or {}).get("task")
     chosen = (g.get("task_rewards") or {}).get(task)
     if chosen:
         return list(chosen["rewards"]), chosen.get("reward_weights")
+    if task in TASKS and TASKS[task].GRPO_REWARDS:
+        names, weights = zip(*TASKS[task].GRPO_REWARDS)
+        return list(names), list(weights)
     return list(g["rewards"]), g.get("reward_weights")
 
 
