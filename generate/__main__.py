@@ -8,6 +8,7 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+import conf  # noqa: F401  (stores the task config group, made from the tasks' Config dataclasses)
 from generate import pipeline
 from generate.write import summary
 from solvers.config import ConfigError

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import conf  # noqa: F401  (the task config group, for tests that compose the configs)
 from tests.llm_servers import anthropic_server, openai_server  # noqa: F401  (fake LLM API servers)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

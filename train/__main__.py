@@ -17,6 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import conf  # noqa: F401  (stores the task config group, made from the tasks' Config dataclasses)
 from solvers.config import ConfigError
 
 

@@ -17,9 +17,6 @@ from solvers import TASKS
 from solvers.config import ConfigError
 from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse, erased_mask
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
 def prompt_of(question: str) -> str:
     """What the model is given: the question and a newline; the Reasoning follows."""
     return question + "\n"
@@ -27,15 +24,12 @@ def prompt_of(question: str) -> str:
 
 def generate_config(data: dict) -> dict:
     """The ``python -m generate`` config that makes the dataset ``data`` describes."""
-    from omegaconf import OmegaConf
+    from conf import compose_generate
 
-    task_file = CONF_DIR / "task" / f"{data['task']}.yaml"
-    if data["task"] not in TASKS or not task_file.exists():
+    if data["task"] not in TASKS:
         raise ConfigError("data.task", f"must be one of {', '.join(TASKS)}; got {data['task']!r}")
-    base = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "generate.yaml"))
-    for key in ("defaults", "hydra"):
-        base.pop(key, None)
-    task = OmegaConf.to_container(OmegaConf.load(task_file))
+    base = compose_generate([f"task={data['task']}"])
+    task = base["task"]
     options = data.get("task_options") or {}
     for name in options:
         if name not in TASKS:
