@@ -23,6 +23,7 @@ unconvertible          an imported search (``traces=FILE on_bad_trace=skip``) co
 propose_failed         a request to the ``llm_search`` proposer failed after the SDK's retries
 program_output_mismatch  (task=program) a ``<program>`` re-run in the sandbox does not print its ``<output>`` block
 boxed_mismatch         (task=program) the ``<boxed>`` value is missing or is not the answer line's
+multiple_solutions     (task=sudoku) the puzzle has more than one solution, so the trace's answer is one of several
 =====================  =====================================================================
 
 A task may add its own re-check of the collapsed page: a module-level
@@ -41,7 +42,7 @@ from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse
 REASONS = ("schema", "malformed_backspaces", "missing_answer_line", "answer_mismatch",
            "wrong_answer", "false_equation", "over_length", "split_leak", "duplicate",
            "no_puzzle", "unsolved", "contaminated", "unconvertible", "propose_failed",
-           "program_output_mismatch", "boxed_mismatch")
+           "program_output_mismatch", "boxed_mismatch", "multiple_solutions")
 
 _FIELDS = {"Question": str, "Reasoning": str}
 

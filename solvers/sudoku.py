@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from solvers.config import ConfigError, check_choice, check_int_range
 from solvers.trace import Event, Recorder
@@ -312,6 +312,22 @@ def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | Non
         return None
     rec.answer(solved[0])
     return rec.events
+
+
+def check_page(puzzle: dict, page: str) -> Optional[str]:
+    """The validator's Sudoku re-check: ``"multiple_solutions"`` when the puzzle has more than
+    one solution. Sampled puzzles never do; a given one (``problems=FILE``) may, and then its
+    trace ends in one answer of several, a puzzle that teaches guessing.
+
+    >>> check_page({"size": 4, "grid": "...4/..31/...2/.1.."}, "")  # one solution: 1324/4231/3412/2143
+    >>> check_page({"size": 4, "grid": "12../34../..../...."}, "")
+    'multiple_solutions'
+    """
+    if not puzzle:
+        return None
+    n = puzzle["size"]
+    count, _ = _count(_from_text(puzzle["grid"], n), n, 2)
+    return "multiple_solutions" if count > 1 else None
 
 
 # ----------------------------------------------------------------------------- words
