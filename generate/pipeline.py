@@ -273,26 +273,34 @@ RECORD_BYTES = sys.getsizeof(1 << 63) + 3 * 16 + sys.getsizeof(1 << 20) + 8
 CHUNK_BYTES = 2 * (sys.getsizeof((0, 0, 0)) + 2 * sys.getsizeof(1 << 40) + 8)
 
 
+def memory_bytes() -> Optional[int]:
+    """This machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def check_fits_in_memory(sizes: dict, shard_size: int) -> None:
     """Refuse, naming the key, a size whose bookkeeping would not fit in half of this machine's
     memory, before any work: n=10**12 once ran 14 s into a MemoryError and left .work behind."""
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
+    memory = memory_bytes()
+    if not memory:
         return
     budget = memory // 2
-    chunks = sum(-(-k // shard_size) for k in sizes.values())
-    if chunks * CHUNK_BYTES > budget:
-        raise ConfigError("shard_size", f"shard_size={shard_size} cuts the {sum(sizes.values())} records asked "
-                          f"for into {chunks} chunks, whose plan needs about {chunks * CHUNK_BYTES / 2**30:.0f} GiB, "
-                          f"more than half of this machine's {memory / 2**30:.0f} GiB; raise shard_size")
     for split, k in sizes.items():
-        need = k * RECORD_BYTES + chunks * CHUNK_BYTES
-        if need > budget:
+        if k * RECORD_BYTES > budget:
             raise ConfigError(SIZE_KEYS[split], f"{k} records of the {split} split do not fit: finalising keeps "
                               f"about {RECORD_BYTES} bytes per record (puzzle hashes to drop repeats, lengths "
-                              f"for percentiles), {need / 2**30:.0f} GiB, more than half of this machine's "
-                              f"{memory / 2**30:.0f} GiB; ask for at most {(budget - chunks * CHUNK_BYTES) // RECORD_BYTES}")
+                              f"for percentiles), {k * RECORD_BYTES / 2**30:.1f} GiB, more than half of this "
+                              f"machine's {memory / 2**30:.1f} GiB; ask for at most {budget // RECORD_BYTES}")
+    chunks = sum(-(-k // shard_size) for k in sizes.values())
+    need = max(sizes.values(), default=0) * RECORD_BYTES + chunks * CHUNK_BYTES
+    if need > budget:
+        raise ConfigError("shard_size", f"shard_size={shard_size} cuts the {sum(sizes.values())} records asked "
+                          f"for into {chunks} chunks; their plan and the records' bookkeeping need about "
+                          f"{need / 2**30:.1f} GiB, more than half of this machine's {memory / 2**30:.1f} GiB; "
+                          f"raise shard_size")
 
 
 def read_problems(path: Path, task, lines: Optional[list[int]] = None) -> list[dict]:
