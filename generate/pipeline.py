@@ -16,7 +16,15 @@ in any order, with any number of workers, and come out byte-identical.
    complete) and the ``README.md`` dataset card.
 
 Memory stays flat in ``n`` except for the set of 8-byte puzzle hashes used to find repeats
-(8 MB per million records) and the per-record lengths kept for percentiles.
+and the per-record lengths kept for percentiles (``RECORD_BYTES`` per record of a split): a
+size whose bookkeeping would not fit in half the machine's memory is refused up front.
+
+OUT is written only when it is missing, empty, or a dataset of this project (its
+manifest.json, or the .work/ of an unfinished run); ``/``, the home folder and the repository
+never (``generate.write.check_out``). A run holds ``OUT/.work/run.lock`` (one per shard of a
+sharded run) from start to end, so a second run of it fails at once naming the first; the
+lock of a killed run is taken over. Finalising records in ``.work/made.json`` what it is about
+to write, and removes, on a resumed finalise, only that.
 """
 
 from __future__ import annotations

@@ -252,6 +252,14 @@ class Mutex:
             self.fd = None
 
 
+def _command() -> str:
+    """This process's command line as typed: ``python -m generate n=5``."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "__main__.py":
+        argv[:1] = ["-m", Path(argv[0]).parent.name]
+    return " ".join([Path(sys.executable).name, *argv])
+
+
 class RunLock:
     """Held by a run (one shard of it) on OUT from start to end, so that a second run of it
     fails at once, naming the first, instead of racing it; the lock file says who holds it.
@@ -295,7 +303,7 @@ class RunLock:
                   f"({self.holder(self.path, fd)})", file=sys.stderr)
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
+                "command": _command()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self.fd = fd

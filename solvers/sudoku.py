@@ -4,7 +4,8 @@ A puzzle is ``{"size": 4, "grid": "...4/..31/...2/.1.."}``: rows separated by "/
 blank; 4x4 grids have 2x2 boxes and digits 1-4, 9x9 grids 3x3 boxes and digits 1-9. The
 answer is the filled grid in the same form, ``1324/4231/3412/2143``. Every sampled puzzle
 has exactly one solution; the verifier does not rely on that: it accepts any full grid
-that obeys the rules and keeps every given.
+that obeys the rules and keeps every given. A given puzzle (``problems=FILE``) with more than
+one is rejected by the validator (``check_page``: ``multiple_solutions``).
 
 Rules, as the solver plays them: a blank's *options* are the digits not yet in its row,
 column or box. The search is a depth-first search with forward checking. In a branch it
