@@ -626,10 +626,14 @@ class Generator:
         from generate.llm import PROMPT_VERSION, usage_report
         return usage_report(self.llm.c, (self.s.out / ".work").glob("*/*.llm.json"), PROMPT_VERSION)
 
-    def finished(self) -> bool:
-        """Whether OUT holds the finished dataset (of this config: another is an error)."""
+    def finished(self, work_removed: bool = False) -> bool:
+        """Whether OUT holds the finished dataset (of this config: another is an error).
+        ``work_removed``: .work vanished under this run, which only finishing it explains."""
         manifest = self.s.out / "manifest.json"
         if not manifest.exists():
+            if work_removed:
+                raise ConfigError("out", f"{self.s.out / '.work'} was removed while this run was using it; "
+                                  f"run again")
             return False
         if not is_our_manifest(manifest):
             raise ConfigError("out", f"{manifest} was not written by backspace; move it away and run again")
@@ -647,13 +651,11 @@ class Generator:
         work = s.out / ".work"
         work.mkdir(parents=True, exist_ok=True)
         lock = RunLock(work, s.shard, s.num_shards)
-        if not lock.acquire(s.out):  # .work vanished: another run finished the dataset meanwhile
-            if self.finished():
-                return s.out
-            raise ConfigError("out", f"{work} was removed while this run started; run again")
+        if not lock.acquire(s.out) and self.finished(work_removed=True):  # finished meanwhile
+            return s.out
         try:
             with Mutex(work) as held:
-                if not held or self.finished():  # finished by another run meanwhile
+                if self.finished(work_removed=not held):  # finished by another run meanwhile
                     return s.out
                 fp_file = work / "fingerprint.json"
                 if fp_file.exists():
@@ -665,7 +667,7 @@ class Generator:
             mine = [ch for k, ch in enumerate(plan) if k % s.num_shards == s.shard]
             self.make_chunks(mine)
             with Mutex(work) as held:
-                if not held or self.finished():  # another shard's process finished it meanwhile
+                if self.finished(work_removed=not held):  # another shard's process finished it meanwhile
                     return s.out
                 missing = [ch for ch in plan if not chunk_path(s.out, *ch).exists()]
                 if missing:
@@ -676,7 +678,7 @@ class Generator:
                 self.finalize()
             return s.out
         finally:
-            if (s.out / "manifest.json").exists():
+            if is_our_manifest(s.out / "manifest.json"):  # finished, by this run or another
                 remove_work(work, lock)
             lock.release()
 
