@@ -192,7 +192,7 @@ def settings(cfg: dict) -> Settings:
     out = cfg.get("out")
     if not out or not isinstance(out, str):
         raise ConfigError("out", "must be the path of the output directory")
-    check_out(Path(out))
+    check_out(Path(out), hydra_output())
     weights = dict(cfg.get("split_weights") or {})
     for split, w in weights.items():
         check_choice("split_weights", split, SPLITS)
@@ -309,6 +309,15 @@ def check_fits_in_memory(sizes: dict, shard_size: int) -> None:
                           f"for into {chunks} chunks; their plan and the records' bookkeeping need about "
                           f"{need / 2**30:.1f} GiB, more than half of this machine's {memory / 2**30:.1f} GiB; "
                           f"raise shard_size")
+
+
+def hydra_output() -> Optional[Path]:
+    """The output folder Hydra made for this run (``python -m generate``), or None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def read_problems(path: Path, task, lines: Optional[list[int]] = None) -> list[dict]:
@@ -645,7 +654,7 @@ class Generator:
         by ``settings`` (``check_out``); a ``RunLock`` keeps a second run of the same shard
         out, and the ``Mutex`` orders the processes of a sharded run."""
         s = self.s
-        check_out(s.out)  # again: the folder may have changed since the config was checked
+        check_out(s.out, hydra_output())  # again: the folder may have changed since the config was checked
         if self.finished():
             return s.out
         work = s.out / ".work"

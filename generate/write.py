@@ -180,10 +180,27 @@ def _listing(folder: Path, limit: int = 8) -> str:
     return ", ".join(shown) + more
 
 
-def check_out(out: Path) -> None:
+def _only_path_to(folder: Path, inner: Optional[Path]) -> Optional[str]:
+    """The entry of ``folder`` that holds nothing but the way down to ``inner`` (Hydra's
+    output folder of this very run, made before generate starts: ``cd new && python -m
+    generate out=.`` finds outputs/generate/<time>/ there), or None."""
+    if inner is None:
+        return None
+    try:
+        parts = inner.resolve().relative_to(folder).parts
+    except ValueError:
+        return None
+    for depth in range(1, len(parts)):
+        if os.listdir(folder.joinpath(*parts[:depth])) != [parts[depth]]:
+            return None
+    return parts[0] if parts else None
+
+
+def check_out(out: Path, own_output: Optional[Path] = None) -> None:
     """Raise ConfigError("out", ...) unless generate may write into ``out``: a missing or
     empty folder, or a dataset of this project. The file system root, the home folder and
-    the repository are refused even when empty."""
+    the repository are refused even when empty. ``own_output``: Hydra's output folder of
+    this run, which does not count when it is all there is."""
     where = out.resolve()
     refuse = None
     if where == Path(where.anchor):
@@ -198,7 +215,8 @@ def check_out(out: Path) -> None:
         return
     if not where.is_dir():
         raise ConfigError("out", f"{out} is a file, not a folder")
-    if not os.listdir(where) or dataset_state(where):
+    names = os.listdir(where)
+    if not names or names == [_only_path_to(where, own_output)] or dataset_state(where):
         return
     raise ConfigError("out", f"{out} is not empty and holds no dataset of this project (no manifest.json "
                       f"written by backspace, no .work/ of an unfinished run); it holds {_listing(where)}. "

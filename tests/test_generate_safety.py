@@ -110,6 +110,17 @@ def test_missing_empty_and_own_folders_are_accepted(tmp_path, gen_cfg, state):
     assert not (out / ".work").exists()
 
 
+def test_out_dot_in_a_new_folder_is_not_refused_for_hydras_own_outputs(tmp_path, cli):
+    # Hydra makes outputs/generate/<time>/ in the working folder before generate starts: in a
+    # new folder with out=. that is all there is, and it is this run's, not somebody else's.
+    new = tmp_path / "new"
+    new.mkdir()
+    r = cli("n=10", "n_val=0", "n_test=0", "out=.", "progress=false", "workers=1", cwd=new)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((new / "manifest.json").read_text())["counts"] == {"train": 10}
+    assert (new / "outputs").is_dir()
+
+
 def test_a_file_is_not_a_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ConfigError, match="is a file, not a folder"):
