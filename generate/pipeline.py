@@ -16,19 +16,27 @@ in any order, with any number of workers, and come out byte-identical.
    complete) and the ``README.md`` dataset card.
 
 Memory stays flat in ``n`` except for the set of 8-byte puzzle hashes used to find repeats
-(8 MB per million records) and the per-record lengths kept for percentiles.
+and the per-record lengths kept for percentiles (``RECORD_BYTES`` per record of a split): a
+size whose bookkeeping would not fit in half the machine's memory is refused up front.
+
+OUT is written only when it is missing, empty, or a dataset of this project (its
+manifest.json, or the .work/ of an unfinished run); ``/``, the home folder and the repository
+never (``generate.write.check_out``). A run holds ``OUT/.work/run.lock`` (one per shard of a
+sharded run) from start to end, so a second run of it fails at once naming the first; the
+lock of a killed run is taken over. Finalising records in ``.work/made.json`` what it is about
+to write, and removes, on a resumed finalise, only that.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,6 +47,7 @@ from tqdm import tqdm
 
 from generate import interop, paraphrase, validate
 from generate.splits import HELDOUT_SPLIT, item_rng, split_of
+from generate.write import Mutex, RunLock, check_out, is_our_manifest, remove_work
 from solvers import TASKS
 from solvers.config import ConfigError, build, check_choice, check_int_range
 from solvers import variants
@@ -181,6 +190,7 @@ def settings(cfg: dict) -> Settings:
     out = cfg.get("out")
     if not out or not isinstance(out, str):
         raise ConfigError("out", "must be the path of the output directory")
+    check_out(Path(out), hydra_output())
     weights = dict(cfg.get("split_weights") or {})
     for split, w in weights.items():
         check_choice("split_weights", split, SPLITS)
@@ -245,6 +255,7 @@ def settings(cfg: dict) -> Settings:
                 key = {"train": "n", "val": "n_val", "test": "n_test"}[split]
                 raise ConfigError(f"split_weights.{split}",
                                   f"must be > 0 when {key} > 0 (it is the {split} split's share of puzzle space)")
+        check_fits_in_memory(sizes, cfg["shard_size"])
     return Settings(
         task=name, task_config=task_config, style=cfg["style"], paraphraser=para,
         seed=cfg["seed"], sizes=sizes, out=Path(out), problems=files.get("problems"),
@@ -259,16 +270,72 @@ def settings(cfg: dict) -> Settings:
     )
 
 
-def read_problems(path: Path, task) -> list[dict]:
-    """Every puzzle of a problems file (one JSON object per line; blank lines skipped),
-    checked before anything is written. A bad line is an error naming its number."""
+SIZE_KEYS = {"train": "n", "val": "n_val", "test": "n_test", HELDOUT_SPLIT: "n_test_unseen"}
+# What finalising keeps in memory per record of the split it writes: the puzzle's 8-byte hash
+# as a Python int in a set (the int, and up to three 16-byte slots: a set grows when 60% full)
+# and the record's length in a list (the int and its 8-byte slot). Per planned chunk: its
+# (split, start, stop) tuple in the plan and again in the finaliser's index.
+RECORD_BYTES = sys.getsizeof(1 << 63) + 3 * 16 + sys.getsizeof(1 << 20) + 8
+CHUNK_BYTES = 2 * (sys.getsizeof((0, 0, 0)) + 2 * sys.getsizeof(1 << 40) + 8)
+
+
+def memory_bytes() -> Optional[int]:
+    """This machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_in_memory(sizes: dict, shard_size: int) -> None:
+    """Refuse, naming the key, a size whose bookkeeping would not fit in half of this machine's
+    memory, before any work: n=10**12 once ran 14 s into a MemoryError and left .work behind."""
+    memory = memory_bytes()
+    if not memory:
+        return
+    budget = memory // 2
+    for split, k in sizes.items():
+        if k * RECORD_BYTES > budget:
+            raise ConfigError(SIZE_KEYS[split], f"{k} records of the {split} split do not fit: finalising keeps "
+                              f"about {RECORD_BYTES} bytes per record (puzzle hashes to drop repeats, lengths "
+                              f"for percentiles), {k * RECORD_BYTES / 2**30:.1f} GiB, more than half of this "
+                              f"machine's {memory / 2**30:.1f} GiB; ask for at most {budget // RECORD_BYTES}")
+    chunks = sum(-(-k // shard_size) for k in sizes.values())
+    need = max(sizes.values(), default=0) * RECORD_BYTES + chunks * CHUNK_BYTES
+    if need > budget:
+        raise ConfigError("shard_size", f"shard_size={shard_size} cuts the {sum(sizes.values())} records asked "
+                          f"for into {chunks} chunks; their plan and the records' bookkeeping need about "
+                          f"{need / 2**30:.1f} GiB, more than half of this machine's {memory / 2**30:.1f} GiB; "
+                          f"raise shard_size")
+
+
+def hydra_output() -> Optional[Path]:
+    """The output folder Hydra made for this run (``python -m generate``), or None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def read_problems(path: Path, task, lines: Optional[list[int]] = None) -> list[dict]:
+    """Every puzzle of a problems file (one JSON object per line in UTF-8; blank lines
+    skipped), checked before anything is written. A bad line is an error naming its number.
+    ``lines``, when given, gets each puzzle's line number."""
     puzzles = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError("problems", f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} "
+                                  f"at column {e.start + 1}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 puzzles.append(task.parse_puzzle(json.loads(line)))
+                if lines is not None:
+                    lines.append(lineno)
             except json.JSONDecodeError as e:
                 raise ConfigError("problems", f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             except ValueError as e:
@@ -449,7 +516,8 @@ class Generator:
     def __init__(self, s: Settings, on_chunk: Optional[Callable[[str, int], None]] = None) -> None:
         self.s = s
         self.on_chunk = on_chunk  # called after each chunk is written (tests interrupt here)
-        self.problems = read_problems(s.problems, s.module) if s.problems else None
+        self.problem_lines: list[int] = []  # each given puzzle's line in the problems file
+        self.problems = read_problems(s.problems, s.module, self.problem_lines) if s.problems else None
         self.traces = None
         if s.traces:
             self.traces = interop.read_traces(s.traces, s.traces_layout, skip_bad=s.on_bad_trace == "skip")
@@ -565,46 +633,93 @@ class Generator:
         from generate.llm import PROMPT_VERSION, usage_report
         return usage_report(self.llm.c, (self.s.out / ".work").glob("*/*.llm.json"), PROMPT_VERSION)
 
+    def finished(self, work_removed: bool = False) -> bool:
+        """Whether OUT holds the finished dataset (of this config: another is an error).
+        ``work_removed``: .work vanished under this run, which only finishing it explains."""
+        manifest = self.s.out / "manifest.json"
+        if not manifest.exists():
+            if work_removed:
+                raise ConfigError("out", f"{self.s.out / '.work'} was removed while this run was using it; "
+                                  f"run again")
+            return False
+        if not is_our_manifest(manifest):
+            raise ConfigError("out", f"{manifest} was not written by backspace; move it away and run again")
+        _same_config_or_error(json.loads(manifest.read_text())["fingerprint"], self.s.fingerprint(), self.s.out)
+        return True
+
     def run(self) -> Path:
+        """Make the dataset in OUT, or the part of it that this shard makes. OUT was checked
+        by ``settings`` (``check_out``); a ``RunLock`` keeps a second run of the same shard
+        out, and the ``Mutex`` orders the processes of a sharded run."""
         s = self.s
-        manifest = s.out / "manifest.json"
-        fingerprint = s.fingerprint()
-        if manifest.exists():
-            _same_config_or_error(json.loads(manifest.read_text())["fingerprint"], fingerprint, s.out)
+        check_out(s.out, hydra_output())  # again: the folder may have changed since the config was checked
+        if self.finished():
             return s.out
         work = s.out / ".work"
         work.mkdir(parents=True, exist_ok=True)
-        with open(work / "lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            fp_file = work / "fingerprint.json"
-            if fp_file.exists():
-                _same_config_or_error(json.loads(fp_file.read_text()), fingerprint, s.out)
-            else:
-                atomic_write_text(fp_file, json.dumps(fingerprint, indent=1))
-        plan = self.plan()
-        mine = [ch for k, ch in enumerate(plan) if k % s.num_shards == s.shard]
-        self.make_chunks(mine)
-        with open(work / "lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if manifest.exists():  # another shard's process finished it meanwhile
-                return s.out
-            missing = [ch for ch in plan if not chunk_path(s.out, *ch).exists()]
-            if missing:
-                print(f"shard {s.shard}/{s.num_shards}: my chunks are done; {len(missing)} chunk(s) "
-                      f"of other shards are missing, so {s.out} is not finalised yet. The run "
-                      f"that makes the last chunk finalises it.")
-                return s.out
-            self.finalize()
-        shutil.rmtree(work, ignore_errors=True)
-        return s.out
+        lock = RunLock(work, s.shard, s.num_shards)
+        if not lock.acquire(s.out) and self.finished(work_removed=True):  # finished meanwhile
+            return s.out
+        try:
+            with Mutex(work) as held:
+                if self.finished(work_removed=not held):  # finished by another run meanwhile
+                    return s.out
+                fp_file = work / "fingerprint.json"
+                if fp_file.exists():
+                    _same_config_or_error(json.loads(fp_file.read_text()), s.fingerprint(), s.out)
+                else:
+                    atomic_write_text(fp_file, json.dumps(s.fingerprint(), indent=1))
+                self.check_final_names()
+            plan = self.plan()
+            mine = [ch for k, ch in enumerate(plan) if k % s.num_shards == s.shard]
+            self.make_chunks(mine)
+            with Mutex(work) as held:
+                if self.finished(work_removed=not held):  # another shard's process finished it meanwhile
+                    return s.out
+                missing = [ch for ch in plan if not chunk_path(s.out, *ch).exists()]
+                if missing:
+                    print(f"shard {s.shard}/{s.num_shards}: my chunks are done; {len(missing)} chunk(s) "
+                          f"of other shards are missing, so {s.out} is not finalised yet. The run "
+                          f"that makes the last chunk finalises it.")
+                    return s.out
+                self.finalize()
+            return s.out
+        finally:
+            if is_our_manifest(s.out / "manifest.json"):  # finished, by this run or another
+                remove_work(work, lock)
+            lock.release()
+
+    # The names finalising writes in OUT. Before it writes one it records it in
+    # .work/made.json, so that a resumed finalise removes what an interrupted one left, and
+    # nothing else: a train/ or README.md found there that this run did not make is an error.
+    def final_names(self) -> list[str]:
+        return [*self.sizes, "README.md", "manifest.json"]
+
+    def made(self) -> list[str]:
+        path = self.s.out / ".work" / "made.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def check_final_names(self) -> None:
+        made = self.made()
+        foreign = [name for name in self.final_names()
+                   if name not in made and os.path.lexists(self.s.out / name)]
+        if foreign:
+            raise ConfigError("out", f"{', '.join(str(self.s.out / n) for n in foreign)} "
+                              f"{'is' if len(foreign) == 1 else 'are'} in the way and not written by this run; "
+                              f"move {'it' if len(foreign) == 1 else 'them'} away and run again")
 
     def finalize(self) -> None:
         s = self.s
         t0 = time.perf_counter()
+        self.check_final_names()
+        atomic_write_text(s.out / ".work" / "made.json", json.dumps(self.final_names()))
         report = {}
         for split, size in self.sizes.items():
-            if (s.out / split).exists():
-                shutil.rmtree(s.out / split)  # left by an interrupted finalise
+            path = s.out / split
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # left by an interrupted finalise of this run
+            elif os.path.lexists(path):
+                path.unlink()
             report[split] = self.finalize_split(split, size)
         self.timing["finalize_s"] += time.perf_counter() - t0
         from generate.write import dataset_card, manifest_dict
@@ -657,6 +772,8 @@ class Generator:
                 if len(buffer) == s.shard_size:
                     flush()
 
+        first_line: dict[int, int] = {}  # given problems: a puzzle's hash -> its first line
+
         start = 0
         while acc.count < size:
             if start in planned:
@@ -669,7 +786,7 @@ class Generator:
             self.make_chunks([(split, start, stop)])
             before = acc.count
             with open(path, encoding="utf-8") as f:
-                for line in f:
+                for idx, line in enumerate(f, start):
                     if acc.count >= size:
                         break
                     items_used += 1
@@ -681,8 +798,13 @@ class Generator:
                     h = int.from_bytes(hashlib.blake2b(meta["key"].encode(), digest_size=8).digest(), "big")
                     if h in seen:
                         rejections["duplicate"] = rejections.get("duplicate", 0) + 1
+                        if self.problems is not None:
+                            print(f"problems: {s.problems}:{self.problem_lines[idx]}: dropped, the same "
+                                  f"puzzle as line {first_line[h]}", file=sys.stderr)
                         continue
                     seen.add(h)
+                    if self.problems is not None:
+                        first_line[h] = self.problem_lines[idx]
                     acc.add(meta["stats"])
                     if acc.count <= DIVERSITY_SAMPLE:
                         diversity.add(json.loads(record).get("Reasoning", ""))
@@ -701,6 +823,11 @@ class Generator:
                                   f"({acc.count} records so far; rejected: {why}); see the reasons in "
                                   f"generate/validate.py and the paraphraser's messages above")
             start = stop
+        if not acc.count and size:  # every given puzzle or trace was rejected
+            key = "problems" if self.problems is not None else "traces" if self.traces is not None else SIZE_KEYS[split]
+            why = ", ".join(f"{k} {v}" for k, v in sorted(rejections.items(), key=lambda kv: -kv[1]))
+            raise ConfigError(key, f"none of the {items_used} items of the {split} split gave a record "
+                              f"(rejected: {why or 'none'}); see the reasons in generate/validate.py")
         if human_rows:
             mix(human_rows)
         if buffer or not shards:

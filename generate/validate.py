@@ -25,7 +25,8 @@ propose_failed         a request to the ``llm_search`` proposer failed after the
 
 A task may add its own re-check of the collapsed page (``Task.check_page``): it runs after
 every check above, and its reason, one of the task's own ``REASONS``, rejects the record
-(task=program re-runs the programs: ``program_output_mismatch``, ``boxed_mismatch``).
+(task=program re-runs the programs: ``program_output_mismatch``, ``boxed_mismatch``; task=sudoku
+counts the puzzle's solutions: ``multiple_solutions``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A puzzle is ``{"size": 4, "grid": "...4/..31/...2/.1.."}``: rows separated by "/
 blank; 4x4 grids have 2x2 boxes and digits 1-4, 9x9 grids 3x3 boxes and digits 1-9. The
 answer is the filled grid in the same form, ``1324/4231/3412/2143``. Every sampled puzzle
 has exactly one solution; the verifier does not rely on that: it accepts any full grid
-that obeys the rules and keeps every given.
+that obeys the rules and keeps every given. A given puzzle (``problems=FILE``) with more than
+one is rejected by the validator (``check_page``: ``multiple_solutions``).
 
 Rules, as the solver plays them: a blank's *options* are the digits not yet in its row,
 column or box. The search is a depth-first search with forward checking. In a branch it
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from solvers.config import ConfigError, check_choice, check_int_range
 from solvers.trace import Event, Recorder
@@ -48,6 +49,7 @@ from solvers.trace import Event, Recorder
 NAME = "sudoku"
 HEURISTICS = ("order", "mrv", "random")
 ANSWER_KIND = "text"  # the solved grid
+REASONS = ("multiple_solutions",)  # returned by check_page
 
 # Most blanks per size. 4x4: 12 (4 givens is the least that leaves one solution; 71% of
 # greedy passes get there). 9x9: greedy removal in random order stops at a minimal puzzle
@@ -313,6 +315,22 @@ def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | Non
         return None
     rec.answer(solved[0])
     return rec.events
+
+
+def check_page(puzzle: dict, page: str) -> Optional[str]:
+    """The validator's Sudoku re-check: ``"multiple_solutions"`` when the puzzle has more than
+    one solution. Sampled puzzles never do; a given one (``problems=FILE``) may, and then its
+    trace ends in one answer of several, a puzzle that teaches guessing.
+
+    >>> check_page({"size": 4, "grid": "...4/..31/...2/.1.."}, "")  # one solution: 1324/4231/3412/2143
+    >>> check_page({"size": 4, "grid": "12../34../..../...."}, "")
+    'multiple_solutions'
+    """
+    if not puzzle:
+        return None
+    n = puzzle["size"]
+    count, _ = _count(_from_text(puzzle["grid"], n), n, 2)
+    return "multiple_solutions" if count > 1 else None
 
 
 # ----------------------------------------------------------------------------- words

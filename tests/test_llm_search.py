@@ -234,12 +234,15 @@ def test_records_pass_the_validator_and_a_rerun_pays_nothing(provider, gen_cfg, 
 def test_a_malformed_answer_is_a_dead_node_and_a_failed_request_is_named(gen_cfg, tmp_path, openai_server):
     problems = tmp_path / "q.jsonl"
     problems.write_text(json.dumps({"Question": "What is 6 * 7?", "Answer": 42}) + "\n"
-                        + json.dumps({"Question": "What is 2 + 3?", "Answer": 5}) + "\n")
+                        + json.dumps({"Question": "What is 2 + 3?", "Answer": 5}) + "\n"
+                        # a third that works: a run in which no question gives a record is an error
+                        + json.dumps({"Question": "What is 4 * 5 + 6?", "Answer": 26}) + "\n")
     openai_server.fail_next("malformed")   # the root of the first question: nothing to search
     openai_server.fail_next("500", times=2)  # max_retries=1: the second question's root fails for good
     out, _ = pipeline.run(search_cfg(gen_cfg, tmp_path / "out", openai_server, "openai", tmp_path / "cache",
                                      problems))
     man = json.loads((out / "manifest.json").read_text())
+    assert man["counts"] == {"train": 1}
     assert man["splits"]["train"]["rejections"] == {"propose_failed": 1, "unsolved": 1}
     assert man["proposer"]["failed"] == 1
 
