@@ -313,12 +313,14 @@ class Items:
         rng = item_rng(s.task, split, s.seed, idx)
         config = self.config_for(split, idx)
         if self.traces is not None:  # imported: the search is given, not made
-            puzzle, events = self.traces[idx]
-            return puzzle, events, "unconvertible"
+            puzzle, events, *why = self.traces[idx]  # why: the reader's reason when it has no events
+            return puzzle, events, why[0] if why else "unconvertible"
         if self.problems is not None:
             puzzle = self.problems[idx]
             if getattr(task, "PROPOSES", False):
                 return self.proposed(puzzle, config, rng)
+            if hasattr(task, "solve_given"):  # countdown: (events, reason), e.g. no_solution
+                return (puzzle, *task.solve_given(puzzle, config, rng))
             return puzzle, task.solve(puzzle, config, rng), "unsolved"
         for _ in range(MAX_DRAWS):
             puzzle = task.sample(s.task_config, rng)
@@ -383,7 +385,8 @@ class Items:
             "puzzle": puzzle,
             # slips are written in the backspace style only; the others write the corrected step
             "stats": {**stats(events, text),
-                      "slips": sum(BACKSPACE in w for w in words) if s.style == "backspace" else 0},
+                      "slips": sum(BACKSPACE in w for w in words) if s.style == "backspace" else 0,
+                      **(task.record_stats(events) if hasattr(task, "record_stats") else {})},
         }
         heuristic = self.config_for(split, idx).heuristic
         if s.mix:
