@@ -397,7 +397,7 @@ class Items:
             reason = "contaminated"
         meta = {"reject": reason, "key": task.puzzle_key(puzzle), "stats": record["stats"]}
         if s.layout != "seed":
-            record = interop.export(s.layout, record, events, heuristic)
+            record = interop.export(s.layout, record, events, self.config_for(split, idx))
         return json.dumps(meta) + "\t" + json.dumps(record, ensure_ascii=False)
 
 
@@ -611,6 +611,8 @@ class Generator:
             if (s.out / split).exists():
                 shutil.rmtree(s.out / split)  # left by an interrupted finalise
             report[split] = self.finalize_split(split, size)
+            if s.layout != "seed":  # their loaders read a split as one JSON list (train.json)
+                report[split]["list_file"] = interop.write_list_file(s.out, split, report[split]["shards"])
         self.timing["finalize_s"] += time.perf_counter() - t0
         from generate.write import dataset_card, manifest_dict
         man = manifest_dict(s, report, self.sizes)
@@ -689,11 +691,12 @@ class Generator:
                         continue
                     seen.add(h)
                     acc.add(meta["stats"])
-                    if acc.count <= DIVERSITY_SAMPLE:
+                    if acc.count <= DIVERSITY_SAMPLE and not record.startswith("["):
                         diversity.add(json.loads(record).get("Reasoning", ""))
-                    buffer.append(record)
-                    if len(buffer) == s.shard_size:
-                        flush()
+                    for row in interop.rows(record):  # self_backtracking: several samples per puzzle
+                        buffer.append(row)
+                        if len(buffer) == s.shard_size:
+                            flush()
                     if human_rows:
                         mix(human_rows * acc.count // size)
             if topup and acc.count == before:

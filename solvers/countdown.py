@@ -61,6 +61,8 @@ class Config:
     holdout_targets: list[int] = field(default_factory=list)  # only in the test_unseen split
     dead_ends: Any = None  # dial: null (as searched) | n | [lo, hi] | {n: weight}
     search_limit: int = 200_000  # steps a complete search may take before a puzzle is "unsolved"
+    sb_backtrack_samples: int = 1  # layout=self_backtracking: backtrack samples per puzzle ...
+    sb_backtrack_ratio: float = 1.0  # ... for this share of puzzles (the others: a solution sample only)
 
     def __post_init__(self) -> None:
         check_int_range("task.n_numbers", self.n_numbers, 3, 6)
@@ -72,6 +74,11 @@ class Config:
         check_int_range("task.max_steps", self.max_steps, 1, 10**6)
         check_int_range("task.search_limit", self.search_limit, 1, 10**9)
         self.dead_ends = _check_dial(self.dead_ends)
+        check_int_range("task.sb_backtrack_samples", self.sb_backtrack_samples, 0, 10**3)
+        r = self.sb_backtrack_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
+            raise ConfigError("task.sb_backtrack_ratio", f"must be a share from 0 to 1, got {r!r}")
+        self.sb_backtrack_ratio = float(r)
         self.holdout_targets = list(self.holdout_targets)
         for t in self.holdout_targets:
             check_int_range("task.holdout_targets[]", t, self.target_min, self.target_max)
