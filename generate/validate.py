@@ -18,7 +18,8 @@ split_leak             the puzzle belongs to another split by its content
 duplicate              the puzzle already appeared earlier in the split (found when writing)
 no_puzzle              the sampler found no puzzle the solver could solve for this item
 unsolved               a given puzzle (``problems=FILE``) was not solved within the budget
-no_solution            (task=countdown) the complete search proves a given puzzle has no solution
+no_solution            (task=countdown) the complete search proves a given puzzle has no solution by the
+                       game's rules (a positive whole number at every step)
 no_goal                an imported search never reaches the goal (Stream of Search's "No solution found.",
                        Self-Backtracking backtrack samples of a puzzle with no solution sample)
 contaminated           the puzzle or question is in the ``decontaminate=FILE`` list
