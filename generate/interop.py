@@ -94,7 +94,7 @@ def rows(record_json: str) -> list[str]:
     return [json.dumps(row, ensure_ascii=False) for row in json.loads(record_json)]
 
 
-def write_list_file(out: Path, split: str, shards: list[str]) -> str:
+def write_list_file(out: Path, split: str, shards: list[str]) -> dict:
     """``OUT/<split>.json``: every row of a split's shards as one JSON list, the way Stream of
     Search's generator writes ``train.json`` and both projects' evaluations read a split
     (``json.load``). Streamed, written to a temporary file and renamed."""
@@ -102,16 +102,17 @@ def write_list_file(out: Path, split: str, shards: list[str]) -> str:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("[")
-        first = True
+        first, rows = True, 0
         for shard in shards:
             with open(out / shard, encoding="utf-8") as lines:
                 for line in lines:
                     if line.strip():
                         f.write(("\n" if first else ",\n") + line.rstrip("\n"))
                         first = False
+                        rows += 1
         f.write("\n]\n")
     tmp.replace(path)
-    return path.name
+    return {"list_file": path.name, "rows": rows}
 
 
 def _sb_line(data: dict) -> str:
@@ -428,6 +429,17 @@ _SOS_LEAF = re.compile(r"^(\d+),(\d+) (equal: Goal Reached|unequal: No Solution)
 _SOS_IGNORED = ("Generated Node #", "Moving to Node #")
 _SOS_OP = re.compile(r"'(\d+)([-+*/])(\d+)=(\d+)'")
 SOS_NO_SOLUTION = "No solution found."  # the last line of their breadth-first searches that fail
+
+
+def sos_nodes(search_path: str) -> dict:
+    """How many nodes a Stream of Search search generated and how many it expanded (narrated a
+    ``Current State`` for, the root aside). The import follows expanded nodes only: a
+    breadth-first search loses ``generated - expanded`` nodes in conversion."""
+    lines = search_path.split("\n")
+    # a node is known by its Current State line (its operations from the root); two siblings
+    # made from equal numbers read the same and count once
+    return {"generated": sum(x.startswith("Generated Node #") for x in lines),
+            "expanded": len({x for x in lines if x.startswith("Current State:")}) - 1}
 
 
 def from_stream_of_search(obj: Any) -> tuple[dict, list[Event]]:

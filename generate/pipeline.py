@@ -612,7 +612,7 @@ class Generator:
                 shutil.rmtree(s.out / split)  # left by an interrupted finalise
             report[split] = self.finalize_split(split, size)
             if s.layout != "seed":  # their loaders read a split as one JSON list (train.json)
-                report[split]["list_file"] = interop.write_list_file(s.out, split, report[split]["shards"])
+                report[split].update(interop.write_list_file(s.out, split, report[split]["shards"]))
         self.timing["finalize_s"] += time.perf_counter() - t0
         from generate.write import dataset_card, manifest_dict
         man = manifest_dict(s, report, self.sizes)

@@ -375,3 +375,21 @@ def test_their_metric_fn_and_json_load_read_our_export(tmp_path, gen_cfg):
                     rest.remove(a)
                     rest.remove(b)
                     assert json.loads(left) == rest + [int(op.split("=")[1])]
+
+
+def test_breadth_first_conversion_keeps_the_expanded_nodes_and_drops_the_others():
+    # The import follows the nodes a search expanded (narrated a Current State for); nodes a
+    # breadth-first search generated but never expanded are not in the converted events.
+    items = [x for x in json.loads(SOS.read_text()) if "Goal Reached" in x["search_path"]]
+    dropped = {"dfs": 0, "bfs": 0}
+    for x in items:
+        puzzle, events = interop.from_stream_of_search(x)
+        states = {tuple(e.data["left"]) for e in events if isinstance(e, Step) and not e.data["final"]}
+        expanded = {tuple(sorted(json.loads(line.split(":", 2)[2].split(", Operations")[0])))
+                    for line in x["search_path"].split("\n")[1:] if line.startswith("Current State:")}
+        expanded.discard(tuple(sorted(x["nums"])))  # the root, narrated again on each return
+        assert expanded <= states  # every expanded node is a state the converted search is in
+        n = interop.sos_nodes(x["search_path"])
+        dropped[x["search_type"][:3]] += n["generated"] - n["expanded"]
+    assert dropped["bfs"] > 0
+    assert dropped["dfs"] <= 2  # their DFS moves to every node it generates (siblings from equal numbers read the same)
