@@ -602,24 +602,24 @@ def read_self_backtracking(items: list[tuple[str, Any]]) -> tuple[list[tuple], d
                 counts["searches"] += 1
                 out.append(("search", where, obj))
                 continue
+            if not lines or lines[-1] not in (SB_GOAL, SB_BACKTRACK):
+                raise ConversionError("neither a solution sample (steps, then 'Goal Reached!') nor a "
+                                      "backtrack sample (steps, then '<backtrack>')")
+            moves = _sb_moves(puzzle, lines[:-1])
             key = countdown.puzzle_key(puzzle)
             if key not in groups:
-                groups[key] = {"puzzle": puzzle, "solution": None, "wrong": [], "where": where}
+                groups[key] = {"puzzle": puzzle, "solution": None, "wrong": []}
                 out.append(("group", key, None))
             g = groups[key]
-            if lines and lines[-1] == SB_GOAL:
+            if lines[-1] == SB_GOAL:
                 counts["solution_samples"] += 1
-                moves = _sb_moves(puzzle, lines[:-1])
                 if g["solution"] is None:
                     g["solution"] = moves
                 else:
                     counts["extra_solutions"] += 1
-            elif lines and lines[-1] == SB_BACKTRACK:
-                counts["backtrack_samples"] += 1
-                g["wrong"].append(_sb_moves(puzzle, lines[:-1]))
             else:
-                raise ConversionError("neither a solution sample (steps, then 'Goal Reached!') nor a "
-                                      "backtrack sample (steps, then '<backtrack>')")
+                counts["backtrack_samples"] += 1
+                g["wrong"].append(moves)
         except ConversionError as e:
             out.append(("error", where, e))
     results: list[tuple] = []

@@ -11,6 +11,7 @@
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from generate import interop, pipeline, validate
 from generate.paraphrase import words
 from solvers import countdown as cd
+from solvers.config import ConfigError
 from solvers.trace import Backtrack, Step, check_events, collapse, final_answer, render
 from tests import their_code
 
@@ -252,6 +254,21 @@ def test_self_backtracking_samples_group_into_one_search(items, kinds, counts):
             assert r[2] == "no_goal"
         else:
             assert cd.verify(r[0], r[1][-1].value)
+
+
+@pytest.mark.parametrize("item, message", [
+    ({**SB_SOL, "search_path": "5 + 3 = 9\nGoal Reached!"}, "item 1: line 1 ('5 + 3 = 9'): 5 + 3 is 8, not 9"),
+    ({**SB_SOL, "search_path": "5 + 3 = 8"}, "item 1: neither a solution sample"),    # cut off
+    ({"search_path": "5 * 2 = 10\n<backtrack>"}, "item 1: missing field 'nums'"),    # no puzzle anywhere
+    ({**SB_SOL, "target": 14, "search_path": Q + SB_SOL["search_path"]}, "'target' is 14 but the ###Question says 13"),
+])
+def test_self_backtracking_sample_errors_name_the_item_and_line(item, message, tmp_path):
+    path = tmp_path / "sb.json"
+    path.write_text(json.dumps([SB_SOL, item]))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        interop.read_traces(path, "self_backtracking")
+    # skipped: counted as unconvertible, never as a puzzle without a solution
+    assert interop.read_traces(path, "self_backtracking", skip_bad=True)[1] == (None, None)
 
 
 def test_round_trip_countdown_their_shape_import_backspaces_collapse(tmp_path, gen_cfg):
