@@ -118,6 +118,9 @@ def test_the_dial_sets_how_many_dead_ends_a_trace_shows(dial, allowed):
         while (events := cd.solve(puzzle := cd.sample(config, rng), config, rng)) is None:
             pass
         check_events(events)
+        w = words(cd, events, "template", rng)
+        assert collapse(render(events, w, "backspace")) == render(events, w, "direct")
+        assert cd.verify(puzzle, events[-1].value)
         n = cd.record_stats(events)["dead_ends"]
         full, _ = cd.search(puzzle, config, random.Random(0), None)
         met = sum(isinstance(e, Backtrack) for e in full)
