@@ -378,12 +378,14 @@ class Items:
         rng = item_rng(s.task, split, s.seed, idx)
         config = self.config_for(split, idx)
         if self.traces is not None:  # imported: the search is given, not made
-            puzzle, events = self.traces[idx]
-            return puzzle, events, "unconvertible"
+            puzzle, events, *why = self.traces[idx]  # why: the reader's reason when it has no events
+            return puzzle, events, why[0] if why else "unconvertible"
         if self.problems is not None:
             puzzle = self.problems[idx]
             if task.PROPOSES:
                 return self.proposed(puzzle, config, rng)
+            if task.solve_given is not None:  # countdown: (events, reason), e.g. no_solution
+                return (puzzle, *task.solve_given(puzzle, config, rng))
             return puzzle, task.solve(puzzle, config, rng), "unsolved"
         for _ in range(MAX_DRAWS):
             puzzle = task.sample(s.task_config, rng)
@@ -448,7 +450,8 @@ class Items:
             "puzzle": puzzle,
             # slips are written in the backspace style only; the others write the corrected step
             "stats": {**stats(events, text),
-                      "slips": sum(BACKSPACE in w for w in words) if s.style == "backspace" else 0},
+                      "slips": sum(BACKSPACE in w for w in words) if s.style == "backspace" else 0,
+                      **(task.record_stats(events) if task.record_stats is not None else {})},
         }
         heuristic = self.config_for(split, idx).heuristic
         if s.mix:
@@ -459,7 +462,7 @@ class Items:
             reason = "contaminated"
         meta = {"reject": reason, "key": task.puzzle_key(puzzle), "stats": record["stats"]}
         if s.layout != "seed":
-            record = interop.export(s.layout, record, events, heuristic)
+            record = interop.export(s.layout, record, events, self.config_for(split, idx))
         return json.dumps(meta) + "\t" + json.dumps(record, ensure_ascii=False)
 
 
@@ -721,6 +724,8 @@ class Generator:
             elif os.path.lexists(path):
                 path.unlink()
             report[split] = self.finalize_split(split, size)
+            if s.layout != "seed":  # their loaders read a split as one JSON list (train.json)
+                report[split].update(interop.write_list_file(s.out, split, report[split]["shards"]))
         self.timing["finalize_s"] += time.perf_counter() - t0
         from generate.write import dataset_card, manifest_dict
         man = manifest_dict(s, report, self.sizes)
@@ -806,11 +811,12 @@ class Generator:
                     if self.problems is not None:
                         first_line[h] = self.problem_lines[idx]
                     acc.add(meta["stats"])
-                    if acc.count <= DIVERSITY_SAMPLE:
+                    if acc.count <= DIVERSITY_SAMPLE and not record.startswith("["):
                         diversity.add(json.loads(record).get("Reasoning", ""))
-                    buffer.append(record)
-                    if len(buffer) == s.shard_size:
-                        flush()
+                    for row in interop.rows(record):  # self_backtracking: several samples per puzzle
+                        buffer.append(row)
+                        if len(buffer) == s.shard_size:
+                            flush()
                     if human_rows:
                         mix(human_rows * acc.count // size)
             if topup and acc.count == before:

@@ -18,6 +18,10 @@ split_leak             the puzzle belongs to another split by its content
 duplicate              the puzzle already appeared earlier in the split (found when writing)
 no_puzzle              the sampler found no puzzle the solver could solve for this item
 unsolved               a given puzzle (``problems=FILE``) was not solved within the budget
+no_solution            (task=countdown) the complete search proves a given puzzle has no solution by the
+                       game's rules (a positive whole number at every step)
+no_goal                an imported search never reaches the goal (Stream of Search's "No solution found.",
+                       Self-Backtracking backtrack samples of a puzzle with no solution sample)
 contaminated           the puzzle or question is in the ``decontaminate=FILE`` list
 unconvertible          an imported search (``traces=FILE on_bad_trace=skip``) could not be converted
 propose_failed         a request to the ``llm_search`` proposer failed after the SDK's retries
@@ -41,7 +45,8 @@ from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse
 
 BASE_REASONS = ("schema", "malformed_backspaces", "missing_answer_line", "answer_mismatch",
                 "wrong_answer", "false_equation", "over_length", "split_leak", "duplicate",
-                "no_puzzle", "unsolved", "contaminated", "unconvertible", "propose_failed")
+                "no_puzzle", "unsolved", "no_solution", "no_goal", "contaminated", "unconvertible",
+                "propose_failed")
 REASONS = BASE_REASONS + tuple(r for t in TASKS.values() for r in t.REASONS if r not in BASE_REASONS)
 
 _FIELDS = {"Question": str, "Reasoning": str}

@@ -12,12 +12,24 @@ answer with a negative or fractional intermediate is still correct.
 
 The search is a depth-first search over pairwise combinations. Its moves are ordered by a
 heuristic (``sum``: how far the remaining numbers' sum is from the target; ``closest``:
-how far the nearest remaining number is from the target; ``random``); states already found
-dead are not searched again; with two numbers left, the last move is checked in the head
-(no step is written unless it hits the target), as a person would. ``max_steps`` is the
-node budget: the most steps the trace may write, kept or abandoned. A puzzle the search
-cannot solve within it is not used (the sampler draws again), so every trace fits the
-length budget it was sized for.
+how far the nearest remaining number is from the target; ``random``; ``sos_sum`` and
+``sos_mult``: Stream of Search's ``sum_heuristic`` and ``mult_heuristic``); states already
+found dead are not searched again; with two numbers left, the last move is checked in the
+head (no step is written unless it hits the target), as a person would. ``max_steps`` is
+the node budget: the most steps the trace may write, kept or abandoned.
+
+A sampled puzzle whose search does not fit that budget is not used (the sampler draws
+again). A given puzzle (``solve_given``, for ``problems=FILE``) is searched to the end
+instead: ``no_solution`` when the complete search proves there is none, else a trace cut
+from that search (``trim``): the path that works plus as many of the dead ends the search
+really met as fit the budget, in the order it met them. The cut trace is the real search
+restricted to the branches that lead to the dead ends kept, so it is still a depth-first
+search, only one that left some branches untried.
+
+``dead_ends`` is the dial for how much a trace backtracks, whatever the puzzle: ``null``
+(the search as it ran, the default), a number, a range ``[lo, hi]`` or a distribution
+``{number: weight}`` of dead ends to show. A trace shows fewer when the search met fewer
+or when more would not fit ``max_steps``.
 """
 
 from __future__ import annotations
@@ -26,16 +38,18 @@ import ast
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, Optional
 
 from solvers import independent
 from solvers.config import ConfigError, check_choice, check_int_range
-from solvers.trace import Event, Recorder
+from solvers.trace import Answer, Backtrack, Event, Recorder, Step
 
 NAME = "countdown"
-HEURISTICS = ("closest", "sum", "random")
+HEURISTICS = ("closest", "sum", "random")  # drawn from by mix=true
+# Stream of Search's heuristics (src/countdown_utils.py), as move orders; not drawn by mix.
+SOS_HEURISTICS = {"sos_sum": "sum_heuristic", "sos_mult": "mult_heuristic"}
 ANSWER_KIND = "text"  # an expression such as "(2 + 3) * 4"
-LAYOUTS = ("self_backtracking", "stream_of_search")  # other projects' layouts: generate/interop.py
+LAYOUTS = ("self_backtracking", "self_backtracking_search", "stream_of_search")  # generate/interop.py
 CHECKER = independent.countdown_correct  # python -m train.rejudge's own check, sharing no code with verify
 
 
@@ -46,9 +60,13 @@ class Config:
     numbers_max: int = 25
     target_min: int = 10
     target_max: int = 100
-    heuristic: str = "closest"  # move order: closest | sum | random
+    heuristic: str = "closest"  # move order: closest | sum | random | sos_sum | sos_mult
     max_steps: int = 20  # node budget: steps written, kept or abandoned
     holdout_targets: list[int] = field(default_factory=list)  # only in the test_unseen split
+    dead_ends: Any = None  # dial: null (as searched) | n | [lo, hi] | {n: weight}
+    search_limit: int = 200_000  # steps a complete search may take before a puzzle is "unsolved"
+    sb_backtrack_samples: int = 1  # layout=self_backtracking: backtrack samples per puzzle ...
+    sb_backtrack_ratio: float = 1.0  # ... for this share of puzzles (the others: a solution sample only)
 
     def __post_init__(self) -> None:
         check_int_range("task.n_numbers", self.n_numbers, 3, 6)
@@ -56,11 +74,65 @@ class Config:
         check_int_range("task.numbers_max", self.numbers_max, self.numbers_min, 10**6)
         check_int_range("task.target_min", self.target_min, 1, 10**9)
         check_int_range("task.target_max", self.target_max, self.target_min, 10**9)
-        check_choice("task.heuristic", self.heuristic, HEURISTICS)
+        check_choice("task.heuristic", self.heuristic, HEURISTICS + tuple(SOS_HEURISTICS))
         check_int_range("task.max_steps", self.max_steps, 1, 10**6)
+        check_int_range("task.search_limit", self.search_limit, 1, 10**9)
+        self.dead_ends = _check_dial(self.dead_ends)
+        check_int_range("task.sb_backtrack_samples", self.sb_backtrack_samples, 0, 10**3)
+        r = self.sb_backtrack_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
+            raise ConfigError("task.sb_backtrack_ratio", f"must be a share from 0 to 1, got {r!r}")
+        self.sb_backtrack_ratio = float(r)
         self.holdout_targets = list(self.holdout_targets)
         for t in self.holdout_targets:
             check_int_range("task.holdout_targets[]", t, self.target_min, self.target_max)
+
+
+def _check_dial(value: Any) -> Any:
+    """The ``dead_ends`` dial, checked: None, an int, ``[lo, hi]``, or ``{n: weight}`` (kept
+    with text keys, so that it reads back the same from the manifest's JSON)."""
+    key = "task.dead_ends"
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        check_int_range(key, value, 0, 10**6)
+        return value
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ConfigError(key, f"a range is [lo, hi], got {list(value)}")
+        check_int_range(key + "[0]", value[0], 0, 10**6)
+        check_int_range(key + "[1]", value[1], value[0], 10**6)
+        return [value[0], value[1]]
+    if isinstance(value, dict):
+        out = {}
+        for k, w in value.items():
+            try:
+                n = int(k)
+            except (TypeError, ValueError):
+                raise ConfigError(key, f"a distribution maps numbers of dead ends to weights; {k!r} is not a number") from None
+            check_int_range(f"{key}.{k}", n, 0, 10**6)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise ConfigError(f"{key}.{k}", f"a weight must be a number >= 0, got {w!r}")
+            out[str(n)] = float(w)
+        if not out or sum(out.values()) <= 0:
+            raise ConfigError(key, "a distribution needs at least one weight > 0")
+        return out
+    raise ConfigError(key, f"must be null, a number, [lo, hi] or {{number: weight}}; got {value!r}")
+
+
+def draw_dead_ends(config: Config, rng: random.Random) -> Optional[int]:
+    """How many dead ends this trace should show, drawn from the dial (None: as searched).
+
+    >>> draw_dead_ends(Config(dead_ends=3), random.Random(0)), draw_dead_ends(Config(), random.Random(0))
+    (3, None)
+    """
+    d = config.dead_ends
+    if d is None or isinstance(d, int):
+        return d
+    if isinstance(d, list):
+        return rng.randint(d[0], d[1])
+    keys = sorted(d, key=int)
+    return int(rng.choices(keys, weights=[d[k] for k in keys])[0])
 
 
 # ----------------------------------------------------------------------------- puzzles
@@ -176,19 +248,37 @@ class _OutOfBudget(Exception):
     pass
 
 
-def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | None:
-    """Depth-first search, recorded. Returns the events, or None when the budget runs out
-    or the puzzle has no solution."""
+def _sos_sum(nums, target: int) -> float:
+    # Stream of Search's sum_heuristic: the mean distance of the numbers from the target
+    return abs(nums[0] - target) if len(nums) == 1 else sum(abs(n - target) for n in nums) / len(nums)
+
+
+def _sos_mult(nums, target: int) -> float:
+    # Stream of Search's mult_heuristic: the distance of each number from its nearest factor
+    factors = [i for i in range(2, target + 1) if target % i == 0] or [target]
+    return sum(min(abs(n - f) for f in factors) for n in nums)
+
+
+def search(puzzle: dict, config: Config, rng: random.Random,
+           budget: Optional[int]) -> tuple[Optional[list[Event]], str]:
+    """Depth-first search, recorded: ``(events, "")`` when it reaches the target within
+    ``budget`` steps written, else ``(None, why)`` with why ``"over_budget"`` or, when the
+    search ran to the end, ``"no_solution"``."""
     target = puzzle["target"]
     rec = Recorder()
     dead: set[tuple[int, ...]] = set()
     heuristic = config.heuristic
+    budget = config.search_limit if budget is None else budget
 
     def order(moves: list) -> list:
         if heuristic == "random":
             rng.shuffle(moves)
         elif heuristic == "sum":
             moves.sort(key=lambda m: abs(sum(m[4]) - target))
+        elif heuristic == "sos_sum":
+            moves.sort(key=lambda m: _sos_sum(m[4], target))
+        elif heuristic == "sos_mult":
+            moves.sort(key=lambda m: _sos_mult(m[4], target))
         else:  # closest
             moves.sort(key=lambda m: min(abs(v - target) for v in m[4]))
         return moves
@@ -201,7 +291,7 @@ def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | Non
                 (x, xe, xp), (y, ye, yp) = (y, ye, yp), (x, xe, xp)
             for a, op, b in _combine(x, y):
                 if _apply(a, op, b) == target:
-                    if rec.steps >= config.max_steps:  # the final step counts against the budget too
+                    if rec.steps >= budget:  # the final step counts against the budget too
                         raise _OutOfBudget
                     rec.step({"a": a, "op": op, "b": b, "result": target, "left": [], "final": True})
                     rec.answer(_expr((xe, xp), op, (ye, yp))[0])
@@ -225,7 +315,7 @@ def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | Non
         for a, op, b, r, left, rest, xl, yr in order(moves):
             if left in dead:  # found dead by an earlier sibling's subtree
                 continue
-            if rec.steps >= config.max_steps:
+            if rec.steps >= budget:
                 raise _OutOfBudget
             rec.step({"a": a, "op": op, "b": b, "result": r, "left": list(left), "final": False})
             text, prec = _expr(xl, op, yr)
@@ -236,13 +326,108 @@ def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | Non
         return False
 
     start = [(n, str(n), _ATOM) for n in puzzle["numbers"]]
+    if len(start) == 1:
+        return None, "no_solution"
     try:
-        if len(start) == 1:
-            return None
         solved = dfs(start)
     except _OutOfBudget:
-        return None
-    return rec.events if solved else None
+        return None, "over_budget"
+    return (rec.events, "") if solved else (None, "no_solution")
+
+
+def trim(events: list[Event], budget: int, dead_ends: Optional[int] = None,
+         rng: Optional[random.Random] = None) -> list[Event]:
+    """The search ``events`` cut down to the path that works plus some of its dead ends,
+    within ``budget`` steps.
+
+    A dead end is a step the search took back right away (a leaf of its tree). Kept are the
+    path that works and the dead ends chosen, each with the steps that led to it, in the
+    order the search met them: the search restricted to those branches, still depth-first.
+    ``dead_ends=None`` keeps as many as fit, first met first; a number keeps that many (or
+    as many as the search met or fit), chosen at random with ``rng``.
+
+    >>> ev = [Step({"n": 1}), Backtrack(1, "r"), Step({"n": 2}), Step({"n": 3}), Backtrack(1, "2"),
+    ...       Step({"n": 4}), Answer(4)]
+    >>> [e.data["n"] if isinstance(e, Step) else type(e).__name__ for e in trim(ev, 3)]
+    [1, 'Backtrack', 2, 4, 'Answer']
+    >>> [e.data["n"] if isinstance(e, Step) else type(e).__name__ for e in trim(ev, 10, 0)]
+    [2, 4, 'Answer']
+    """
+    parent: dict[int, Optional[int]] = {}
+    stack: list[int] = []
+    leaves: list[int] = []
+    for i, e in enumerate(events):
+        if isinstance(e, Step):
+            parent[i] = stack[-1] if stack else None
+            stack.append(i)
+            if i + 1 < len(events) and isinstance(events[i + 1], Backtrack):
+                leaves.append(i)
+        elif isinstance(e, Backtrack):
+            del stack[len(stack) - e.k:]
+    kept = set(stack)  # the path that works
+    if dead_ends is None:
+        candidates, want = leaves, len(leaves)
+    else:
+        candidates, want = (rng or random.Random(0)).sample(leaves, len(leaves)), dead_ends
+    shown = 0
+    for leaf in candidates:
+        if shown >= want:
+            break
+        chain, node = [], leaf
+        while node is not None and node not in kept:
+            chain.append(node)
+            node = parent[node]
+        if len(kept) + len(chain) <= budget:
+            kept.update(chain)
+            shown += 1
+    out: list[Event] = []
+    live: list[int] = []
+    for i, e in enumerate(events):
+        if isinstance(e, Step):
+            live.append(i)
+            if i in kept:
+                out.append(e)
+        elif isinstance(e, Backtrack):
+            popped = live[len(live) - e.k:]
+            del live[len(live) - e.k:]
+            k = sum(p in kept for p in popped)
+            if k:
+                if isinstance(out[-1], Backtrack):  # returns in a row are one return
+                    k += out.pop().k
+                out.append(Backtrack(k, e.state))
+        else:
+            out.append(e)
+    return out
+
+
+def solve(puzzle: dict, config: Config, rng: random.Random) -> list[Event] | None:
+    """The recorded search of a sampled puzzle, or None when it does not fit ``max_steps``
+    (or the puzzle has no solution): the sampler then draws another. With the ``dead_ends``
+    dial set, the complete search cut to the dead ends drawn."""
+    if config.dead_ends is None:
+        return search(puzzle, config, rng, config.max_steps)[0]
+    events, _ = solve_given(puzzle, config, rng)
+    return events
+
+
+def solve_given(puzzle: dict, config: Config, rng: random.Random) -> tuple[Optional[list[Event]], str]:
+    """``(events, "")`` for a given puzzle, or ``(None, reason)``: ``no_solution`` when the
+    complete search proves there is none, ``unsolved`` when it passes ``search_limit``.
+    A search that does not fit ``max_steps`` is cut to fit (``trim``)."""
+    want = draw_dead_ends(config, rng)
+    if want is None:
+        events, why = search(puzzle, config, rng, config.max_steps)
+        if events is not None:
+            return events, ""  # the search as it ran, as for sampled puzzles
+    events, why = search(puzzle, config, rng, None)
+    if events is None:
+        return None, "no_solution" if why == "no_solution" else "unsolved"
+    return trim(events, config.max_steps, want, rng), ""
+
+
+def record_stats(events: list[Event]) -> dict:
+    """What a record's stats add for Countdown: the dead ends its trace shows."""
+    return {"dead_ends": sum(isinstance(e, Backtrack) for e in events)}
 
 
 # ----------------------------------------------------------------------------- words

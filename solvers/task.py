@@ -53,6 +53,8 @@ class Task:
     RECORDABLE: bool = True        # the recorder (generate.record) may draw its puzzles for a person to answer
     REASONS: tuple = ()            # its own validator rejection reasons (returned by check_page)
     check_page: Optional[Callable] = None   # (puzzle, collapsed page) -> a reason in REASONS, or None
+    solve_given: Optional[Callable] = None  # (puzzle, config, rng) -> (events or None, reason): a given puzzle
+    record_stats: Optional[Callable] = None  # events -> what a record's stats add (countdown: dead_ends)
     REWARDS: dict = field(default_factory=dict)  # name -> (collapsed page, puzzle) -> float, for GRPO
     GRPO_REWARDS: tuple = ()       # ((reward name, weight), ...) used when grpo.task_rewards names none
     TOOL: Optional[Tool] = None    # what eval.tool_loop runs
@@ -119,7 +121,7 @@ def _check(task: Task, where: str) -> None:
     for pair in task.GRPO_REWARDS:
         if len(pair) != 2 or not isinstance(pair[1], (int, float)):
             raise bad("GRPO_REWARDS", f"must hold (reward name, weight) pairs, got {pair!r}")
-    for part in ("check_page", "CHECKER"):
+    for part in ("check_page", "solve_given", "record_stats", "CHECKER"):
         if getattr(task, part) is not None and not callable(getattr(task, part)):
             raise bad(part, "must be callable")
     if task.TOOL is not None and not isinstance(task.TOOL, Tool):

@@ -48,6 +48,10 @@ def test_verify(numbers, target, answer, ok):
     ({"heuristic": "best"}, "task.heuristic"),
     ({"max_steps": 0}, "task.max_steps"),
     ({"holdout_targets": [5]}, "task.holdout_targets[]"),  # below target_min: never sampled
+    ({"search_limit": 0}, "task.search_limit"),
+    ({"sb_backtrack_samples": -1}, "task.sb_backtrack_samples"),
+    ({"sb_backtrack_ratio": 1.5}, "task.sb_backtrack_ratio"),  # a share
+    ({"heuristic": "sum_heuristic"}, "task.heuristic"),         # their name; ours is sos_sum
 ])
 def test_config_names_the_bad_key(values, key):
     with pytest.raises(ConfigError) as e:
@@ -133,3 +137,38 @@ def test_the_final_step_counts_against_the_budget():
             events = cd.solve(cd.sample(config, rng), config, rng)
             if events is not None:
                 assert sum(isinstance(e, Step) for e in events) <= max_steps
+
+
+# Digests of 300 sampled puzzles and their searches per heuristic and size, computed with the
+# solver as it was before the dead_ends dial and the complete search were added (main at
+# 3112027): the default config must keep every sampled trace byte for byte.
+BEFORE_THE_DIAL = {
+    ("closest", 3): "3ab6c11ef0b5ac7f", ("closest", 4): "d709be8c8d16ec29", ("closest", 5): "e37866f5f2c9fc33",
+    ("sum", 3): "7f77e942e7284587", ("sum", 4): "568957ca422e68ed", ("sum", 5): "892f82b56a57fe41",
+    ("random", 3): "297ec31d633ee434", ("random", 4): "11cde10df1c97f1b", ("random", 5): "251995a5feac44d2",
+}
+
+
+@pytest.mark.parametrize("heuristic, n_numbers", sorted(BEFORE_THE_DIAL))
+def test_default_config_keeps_todays_sampled_traces(heuristic, n_numbers):
+    import hashlib
+    config = cd.Config(n_numbers=n_numbers, heuristic=heuristic)
+    h = hashlib.sha256()
+    for seed in range(300):  # the loop the pipeline runs: draw until the solver takes one
+        rng = random.Random(f"identity/{seed}")
+        while (events := cd.solve(puzzle := cd.sample(config, rng), config, rng)) is None:
+            pass
+        h.update(repr((puzzle, events)).encode())
+    assert h.hexdigest()[:16] == BEFORE_THE_DIAL[heuristic, n_numbers]
+
+
+@pytest.mark.parametrize("heuristic", list(cd.SOS_HEURISTICS))
+def test_stream_of_search_heuristics_order_the_moves_as_theirs_do(heuristic):
+    # their sum_heuristic / mult_heuristic score the numbers a move leaves; lower goes first
+    config = cd.Config(heuristic=heuristic, max_steps=10**6)
+    puzzle = {"numbers": [25, 4, 1, 2], "target": 100}
+    first = cd.search(puzzle, config, random.Random(0), None)[0][0].data
+    score = {"sos_sum": cd._sos_sum, "sos_mult": cd._sos_mult}[heuristic]
+    moves = [(a, op, b, sorted([n for k, n in enumerate(puzzle["numbers"]) if k not in (i, j)] + [cd._apply(a, op, b)]))
+             for i in range(4) for j in range(i + 1, 4) for a, op, b in cd._combine(puzzle["numbers"][i], puzzle["numbers"][j])]
+    assert score(first["left"], 100) == min(score(left, 100) for *_, left in moves)

@@ -138,7 +138,7 @@ def test_problems_file(tmp_path, gen_cfg):
     out, _ = pipeline.run(gen_cfg(tmp_path / "p", problems=str(problems)))
     man = json.loads((out / "manifest.json").read_text())
     assert man["counts"] == {"train": 1}
-    assert man["rejections"] == {"duplicate": 1, "unsolved": 1}
+    assert man["rejections"] == {"duplicate": 1, "no_solution": 1}  # proved: not "unsolved"
     (rec,) = records(out, "train")
     assert rec["puzzle"] == {"numbers": [10, 18, 10, 9], "target": 47}
     assert rec["id"] == "countdown/train/0/0"
