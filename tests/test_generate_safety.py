@@ -367,7 +367,7 @@ def test_each_dropped_duplicate_names_its_line(tmp_path, gen_cfg, capsys):
 
 @pytest.mark.parametrize("lines, task, reason", [
     (['{"numbers": [1, 1, 1], "target": 97}', '{"numbers": [1, 2, 1], "target": 99}'], None,
-     "unsolved 2"),                                                  # no puzzle can be solved
+     "no_solution 2"),                                               # no puzzle can be solved
     ([TWO_WAYS], SUDOKU, "multiple_solutions 1"),                    # no puzzle has one answer
 ])
 def test_a_split_with_no_record_exits_nonzero_and_says_why(tmp_path, cli, lines, task, reason):
