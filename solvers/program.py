@@ -8,8 +8,7 @@ solution: pure Python, written differently from the program in the trace where i
 ``math.comb`` for lattice paths), and checked against brute force in tests/test_program.py.
 
 Families (``Config.families``; each puzzle draws one) and their sizes, kept small so every
-program runs in well under a second (a sandbox start costs ~0.2 s; the programs themselves
-take a few milliseconds):
+program runs in well under a second:
 
 ===========  =========================================================  ==================
 family       question                                                   parameters
@@ -56,18 +55,11 @@ Heuristics (``Config.heuristic``; both work for every family):
   3 by 2 grid, ...), whose answer a person could check by hand; a think line confirms it,
   then the full-size program. Two or three programs per trace instead of one or two.
 
-``max_steps`` counts lines written (kept or erased); the longest trace (explore, buggy,
-lattice) writes 60 (measured over 180 such puzzles), so the default 80 never cuts one.
-
-Measured (2-core machine, 100 puzzles per heuristic, template paraphraser, backspace style,
-default config): ``direct`` p50 459, p95 982, max 1,082 characters, 8 puzzles/s for sample
-+ solve (one or two sandbox runs each, ~0.1-0.2 s a run); ``explore`` p50 866, p95 1,413,
-max 1,469, 5 puzzles/s. About 30% of traces fix a buggy program and 30% (explore: 50%)
-erase a line. ``python -m generate task=program n=200`` with 2 workers: 200 records in
-54 s, every program run twice (solver, validator). Distinct puzzles of the default ranges:
-multiples 22 pairs x 4,991 limits = 109,802; prime 999,901; digits 8 x 191 = 1,528;
-binomial 91 x 5 = 455; lattice 19 x 19 = 361, so a large dataset repeats the small
-families (repeats are dropped as duplicates and the pipeline draws more).
+``max_steps`` counts lines written (kept or erased); the default 80 is above the longest
+trace any family writes (README: "Program-aided traces" gives the measured lengths and
+speeds). The small families have few distinct puzzles (lattice 19 x 19 = 361, binomial
+91 x 5 = 455), so a large dataset repeats them; repeats are dropped as duplicates and the
+pipeline draws more.
 """
 
 from __future__ import annotations
