@@ -110,15 +110,23 @@ def test_missing_empty_and_own_folders_are_accepted(tmp_path, gen_cfg, state):
     assert not (out / ".work").exists()
 
 
-def test_out_dot_in_a_new_folder_is_not_refused_for_hydras_own_outputs(tmp_path, cli):
-    # Hydra makes outputs/generate/<time>/ in the working folder before generate starts: in a
-    # new folder with out=. that is all there is, and it is this run's, not somebody else's.
+def test_out_dot_in_a_new_folder_holds_the_dataset_and_nothing_of_hydras(tmp_path, cli):
+    # conf/generate.yaml keeps Hydra out of the working folder (run.dir=., no .hydra/, no log file)
     new = tmp_path / "new"
     new.mkdir()
     r = cli("n=10", "n_val=0", "n_test=0", "out=.", "progress=false", "workers=1", cwd=new)
     assert r.returncode == 0, r.stderr
     assert json.loads((new / "manifest.json").read_text())["counts"] == {"train": 10}
-    assert (new / "outputs").is_dir()
+    assert sorted(p.name for p in new.iterdir()) == ["README.md", "manifest.json", "train"]
+
+
+def test_out_dot_in_somebody_elses_folder_leaves_it_byte_identical(tmp_path, cli):
+    # the working folder itself: Hydra must not have written its outputs/ there before the refusal
+    mine = somebody_elses(tmp_path / "mine")
+    before = tree_bytes(mine)
+    r = cli("n=20", "n_val=0", "n_test=0", "out=.", "progress=false", "workers=1", cwd=mine)
+    assert r.returncode == 2 and "is not empty and holds no dataset of this project" in r.stderr, r.stderr
+    assert tree_bytes(mine) == before
 
 
 def test_a_file_is_not_a_folder(tmp_path):
