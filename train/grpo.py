@@ -20,8 +20,9 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     if g.get("n_prompts"):
         records = records[: g["n_prompts"]]
     marker = SUCCESS if cfg["sft"].get("outcome_marker") else ""  # a model SFT-trained with markers: condition on success
-    ds = Dataset.from_list([{"prompt": prompt_of(r["Question"]) + marker, "puzzle": puzzle_column(r), "task": r["task"]}
-                            for r in records])
+    fmt = cfg["data"].get("format", "plain")  # data.format: the prompt's layout, and where rewards read the answer
+    ds = Dataset.from_list([{"prompt": prompt_of(r["Question"], tokenizer, fmt) + marker, "puzzle": puzzle_column(r),
+                             "task": r["task"], "format": fmt} for r in records])
     callbacks = [WallClockLimit(g["max_minutes"])] if g.get("max_minutes") else []
     trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in grpo_rewards(cfg)[0]], args=args,
                           train_dataset=ds, processing_class=tokenizer, peft_config=peft_config,

@@ -80,11 +80,11 @@ def outcome_variants(record: dict) -> list[tuple[dict, str]]:
 
 
 def examples(records: list[dict], tokenizer, mask_erased: bool, max_length: int | None,
-             outcome_marker: bool = False) -> tuple[list[dict], int]:
+             outcome_marker: bool = False, fmt: str = "plain") -> tuple[list[dict], int]:
     rows, dropped = [], 0
     for record in records:
         for rec, marker in outcome_variants(record) if outcome_marker else [(record, "")]:
-            ex = sft_example(rec, tokenizer, mask_erased, marker)
+            ex = sft_example(rec, tokenizer, mask_erased, marker, fmt)
             if max_length is not None and len(ex["input_ids"]) > max_length:
                 dropped += 1  # cut short it would lose its answer: leave it out
                 continue
@@ -97,7 +97,8 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     from trl import SFTTrainer
 
     marked = bool(cfg["sft"].get("outcome_marker"))
-    rows, dropped = examples(records, tokenizer, cfg["sft"]["mask_erased"], args.max_length, marked)
+    rows, dropped = examples(records, tokenizer, cfg["sft"]["mask_erased"], args.max_length, marked,
+                             cfg["data"].get("format", "plain"))
     if marked:
         print(f"sft: outcome markers: {len(rows) + dropped - len(records)} failed chains beside {len(records)} "
               "successful ones")
