@@ -86,7 +86,7 @@ def run(c: dict, run_dir: Path) -> dict:
                               f"prompt ({longest_prompt} tokens) plus the completion budget ({need - longest_prompt})")
     model = build_model(c, tokenizer, c.get("init_from"))
     new_ids = fit_embeddings(model, tokenizer, first_new, bool(c["tokenizer"].get("add_markers")))
-    peft_config = lora_config(c["peft"], new_ids)
+    peft_config = None if hasattr(model, "peft_config") else lora_config(c["peft"], new_ids)  # a LoRA init_from has its own
     metrics: dict = {"parameters": count_parameters(model), "dataset": str(data_dir),
                      "style": c["data"]["style"], "train_records": len(train_records)}
     print(f"model: {metrics['parameters'] / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}; "

@@ -120,8 +120,8 @@ def _erase(kept: str, piece: str, floor: int = 0) -> tuple[str, int, bool]:
     ('a\\nx', 1, True)
     >>> _erase("", "\\b") , _erase("ab", "c")
     (('', 0, True), ('abc', 0, False))
-    >>> _erase("x\n</think>", "\b\bA", floor=10)
-    ('x\n</think>A', 0, True)
+    >>> _erase("x\\n</think>", "\\b\\bA", floor=10)
+    ('x\\n</think>A', 0, True)
     """
     start = max(0, len(kept) - len(BACKTRACK_TOKEN) + 1)  # a marker may begin in kept's tail
     text = kept + piece

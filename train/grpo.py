@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from train.data import prompt_of, puzzle_column
+from train.model import expose_lm_head_bias
 from train.rewards import REWARDS
 from train.sft import WallClockLimit
 from train.tokenizer import SUCCESS
@@ -27,6 +28,7 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in grpo_rewards(cfg)[0]], args=args,
                           train_dataset=ds, processing_class=tokenizer, peft_config=peft_config,
                           callbacks=callbacks)
+    expose_lm_head_bias(trainer.model)  # LoRA with tokenizer.add_markers: the new rows train beside the adapters
     t0 = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - t0

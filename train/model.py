@@ -139,6 +139,8 @@ def build_model(cfg: dict, tokenizer, init_from: str | None = None):
         dtype = m.get("dtype")
         if dtype:
             kwargs["dtype"] = getattr(torch, dtype)
+        if (Path(path) / "adapter_config.json").exists():
+            return _load_adapter(path, tokenizer, kwargs)
         return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     torch.manual_seed(cfg["seed"])
     return AutoModelForCausalLM.from_config(tiny_config(m, tokenizer))
@@ -146,3 +148,33 @@ def build_model(cfg: dict, tokenizer, init_from: str | None = None):
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def expose_lm_head_bias(model) -> None:
+    """TRL's fused LM head reads ``lm_head.weight`` and ``lm_head.bias``; peft's wrapper for
+    trainable token rows (``lora_config(new_token_ids=...)``) answers ``weight`` with the
+    rows merged in but has no ``bias``. Give it the wrapped layer's (bypassing nn.Module's
+    registration, so no parameter is counted twice)."""
+    try:
+        from peft.utils.other import TrainableTokensWrapper
+    except ImportError:
+        return
+    for module in model.modules():
+        if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:
+            object.__setattr__(module, "bias", getattr(module.original_module, "bias", None))
+
+
+def _load_adapter(path, tokenizer, kwargs: dict):
+    """A LoRA checkpoint (``init_from`` an earlier stage with ``peft=lora``): its base model,
+    grown to the tokenizer first when ``tokenizer.add_markers`` added rows (the adapter
+    holds the resized embeddings), then the adapter, still trainable."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_path = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
+    if not base_path or not Path(base_path).is_dir():
+        raise ConfigError("init_from", f"{path} is a LoRA adapter whose base model {base_path!r} is not a local directory")
+    base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if base.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return PeftModel.from_pretrained(base, str(path), is_trainable=True)

@@ -5,7 +5,9 @@ backspaces again, reads the last ``Answer:`` line again and checks it with its o
 arithmetic (not the project's verifier), then recomputes greedy accuracy. Outcome markers
 (``<success>``, ``<failure>``) are dropped before reading. It recomputes the loop rate too
 (``train.evaluate.is_loop`` on each greedy completion; the limit is ``eval.max_new_tokens``
-from the run's ``config.json``, compared with the row's ``tokens``).
+from the run's ``config.json``, compared with the row's ``tokens``). A run with
+``data.format=r1`` (read from ``config.json``) has its answer read after ``</think>`` only,
+and the text before and after that tag has its erasures applied apart (no erasure crosses it).
 """
 
 from __future__ import annotations
@@ -52,8 +54,22 @@ def _value(node, used):
     raise ValueError
 
 
-def countdown_correct(puzzle: dict, text: str) -> bool:
-    page = _apply_erasures(text.replace("<success>", "").replace("<failure>", ""))
+def _answer_text(text: str, fmt: str) -> str | None:
+    """The part of a completion its answer is read from: all of it, or for ``r1`` what
+    follows the first ``</think>`` (None without one, or when the text before it erases
+    more than it holds)."""
+    text = text.replace("<success>", "").replace("<failure>", "")
+    if fmt != "r1":
+        return text
+    head, tag, tail = text.partition("</think>")
+    if not tag or any(_apply_erasures(part) is None for part in head.split("<think>", 1)):
+        return None
+    return tail
+
+
+def countdown_correct(puzzle: dict, text: str, fmt: str = "plain") -> bool:
+    text = _answer_text(text, fmt)
+    page = _apply_erasures(text) if text is not None else None
     if page is None:
         return False
     answers = [line[len("Answer:"):].strip() for line in page.split("\n") if line.startswith("Answer:")]
@@ -71,12 +87,13 @@ def countdown_correct(puzzle: dict, text: str) -> bool:
 CHECKERS = {"countdown": countdown_correct}
 
 
-def project_verdict(row: dict) -> bool:
+def project_verdict(row: dict, fmt: str = "plain") -> bool:
     """For tasks without an independent checker here: the project's own collapse and verifier
     (so the re-judging re-reads the text but is not independent; the output says so)."""
     from solvers import verifier
     from solvers.trace import final_answer
-    page = _apply_erasures(row["completion"].replace("<success>", "").replace("<failure>", ""))
+    text = _answer_text(row["completion"], fmt)
+    page = _apply_erasures(text) if text is not None else None
     answer = final_answer(page) if page is not None else None
     return answer is not None and bool(verifier(row["task"])(row["puzzle"], answer))
 
@@ -86,12 +103,13 @@ def rejudge(run_dir: Path, mode: str | None = None) -> dict:
     from train.evaluate import samples_file
     rows = [json.loads(line) for line in open(run_dir / samples_file(mode), encoding="utf-8")]
     greedy = [r for r in rows if r["mode"] == "greedy"]
-    verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"]) if r["task"] in CHECKERS else project_verdict(r)
-                for r in greedy]
+    config = run_dir / "config.json"
+    fmt = (json.loads(config.read_text()).get("data") or {}).get("format", "plain") if config.exists() else "plain"
+    verdicts = [CHECKERS[r["task"]](r["puzzle"], r["completion"], fmt) if r["task"] in CHECKERS
+                else project_verdict(r, fmt) for r in greedy]
     disagree = sum(v != r["correct"] for v, r in zip(verdicts, greedy))
     result = {"problems": len(greedy), "accuracy": sum(verdicts) / len(greedy), "disagreements": disagree,
               "independent": sum(r["task"] in CHECKERS for r in greedy)}
-    config = run_dir / "config.json"
     if config.exists():
         from train.evaluate import extra_config, is_loop
         e = json.loads(config.read_text())["eval"]

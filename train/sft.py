@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from train.data import failed_chain, sft_example
+from train.model import expose_lm_head_bias
 from train.tokenizer import FAILURE, SUCCESS
 
 
@@ -117,6 +118,7 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
 
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    expose_lm_head_bias(trainer.model)  # LoRA with tokenizer.add_markers: the new rows train beside the adapters
     t0 = time.perf_counter()
     result = trainer.train()
     elapsed = time.perf_counter() - t0
