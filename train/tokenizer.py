@@ -83,8 +83,7 @@ def add_markers(tok, strings: Iterable[str]):
 
     strings = list(dict.fromkeys(strings))
     before = len(tok)
-    special = set(tok.all_special_tokens)
-    repair = [s for s in strings if s in special]
+    repair = [s for s in strings if _skipped(tok, s)]
     tok.add_tokens([AddedToken(s, special=False, normalized=False, single_word=False, lstrip=False, rstrip=False)
                     for s in strings])
     if repair:
@@ -101,6 +100,12 @@ def add_markers(tok, strings: Iterable[str]):
     return tok, before
 
 
+def _skipped(tok, s: str) -> bool:
+    """Is ``s`` a special token to ``tok``: written out by decode, dropped with skip_special_tokens?"""
+    ids = tok(s, add_special_tokens=False)["input_ids"]
+    return tok.decode(ids) == s and tok.decode(ids, skip_special_tokens=True) != s
+
+
 def check_ordinary(tok, extra: Iterable[str] = ()) -> None:
     """Raise unless the backspace, the ``<backtrack>`` marker and ``extra`` (the outcome
     markers, a format's tags) each survive decoding with special tokens skipped, the way TRL
@@ -112,7 +117,7 @@ def check_ordinary(tok, extra: Iterable[str] = ()) -> None:
         back = tok.decode(ids, skip_special_tokens=True)
         if back == probe:
             continue
-        if s in set(tok.all_special_tokens) or any(t.special and t.content == s for t in tok.added_tokens_decoder.values()):
+        if _skipped(tok, s):
             how = (f"{s!r} is a special token of this tokenizer, and decoding with skip_special_tokens drops it; "
                    "set tokenizer.add_markers=true to re-add it as an ordinary token (then it is saved so), or "
                    f"remove it from additional_special_tokens in tokenizer_config.json and set \"special\": false "
