@@ -273,6 +273,7 @@ def test_the_erase_decoder_never_erases_over_a_format_tag(qwen):
     (["quant=4bit"], "use it with model=hf"),                                       # nothing to quantize
     (["quant=4bit", "model=hf", "model.path=/x"], "add peft=lora"),                 # 4-bit weights cannot train
     (["quant=4bit", "model=hf", "model.path=/x", "peft=lora"], "needs a CUDA GPU"),  # QLoRA on this CPU machine
+    (["experiment=finetune", "quant=4bit"], "needs a CUDA GPU"),                    # the documented QLoRA recipe
 ])
 def test_quant_4bit_is_refused_where_it_cannot_run(overrides, message):
     import torch
