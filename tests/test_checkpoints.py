@@ -351,3 +351,24 @@ def test_exact_size_embedding_with_backtrack_is_refused_then_trains_with_add_mar
     assert w.shape[0] == 151666                                        # saved resized
     assert not torch.allclose(w[151665], w[:151665].mean(0))          # the <backtrack> row trained
     assert json.loads((run / "metrics.json").read_text())["decoding"] == "erase"
+
+
+@pytest.mark.parametrize("adds_bos, prompt, expected", [
+    (True, "<bos>User: Q<eos>", "User: Q<eos>"),    # the tokenizer adds one: the template's is dropped
+    (False, "<bos>User: Q<eos>", "<bos>User: Q<eos>"),  # it adds none: the template's stays
+    (True, "User: Q", "User: Q"),                   # no BOS written: nothing to drop
+])
+def test_grpo_prompts_never_start_with_two_bos(adds_bos, prompt, expected):
+    from tokenizers import processors
+
+    from train.grpo import _without_bos
+    from train.tokenizer import build_char_tokenizer
+
+    tok = build_char_tokenizer(["User: Q"], extra_tokens=())
+    tok.add_special_tokens({"bos_token": "<bos>"})
+    if adds_bos:
+        tok._tokenizer.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)])
+    assert _without_bos(prompt, tok) == expected
+    ids = tok(_without_bos(prompt, tok))["input_ids"]
+    assert ids.count(tok.bos_token_id) == (1 if adds_bos or prompt.startswith("<bos>") else 0)

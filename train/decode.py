@@ -348,8 +348,10 @@ def _accepts_config(cls) -> bool:
 # ----------------------------------------------------------------------------- Self-Backtracking
 
 def _answer(row: _Row, tokenizer) -> str | None:
-    try:
-        return final_answer(collapse(tokenizer.decode(row.raw_ids, skip_special_tokens=True)))
+    from train.data import read_completion
+    try:  # a row with the r1 format's tags (its fence) has its answer after </think>
+        return final_answer(read_completion(tokenizer.decode(row.raw_ids, skip_special_tokens=True),
+                                            "r1" if row.fence else "plain")[1])
     except MalformedTrace:
         return None
 
