@@ -372,3 +372,23 @@ def test_grpo_prompts_never_start_with_two_bos(adds_bos, prompt, expected):
     assert _without_bos(prompt, tok) == expected
     ids = tok(_without_bos(prompt, tok))["input_ids"]
     assert ids.count(tok.bos_token_id) == (1 if adds_bos or prompt.startswith("<bos>") else 0)
+
+
+@pytest.mark.parametrize("fmt, template, improve, records, message", [
+    ("xml", True, False, [], "data.format: must be one of plain, chat, r1"),
+    ("chat", False, False, [], "this tokenizer has none"),              # tokenizer=char has no chat template
+    ("r1", True, True, [], "improve.enabled keeps raw completions"),    # improve writes plain Reasoning back
+    ("r1", True, False, [{"id": "p/0", "Reasoning": "<think>plan</think>\nAnswer: 1"}],
+     "record p/0 cannot be written as data.format=r1: format_tag_in_reasoning"),
+])
+def test_a_format_the_run_cannot_use_is_refused_before_training(fmt, template, improve, records, message):
+    from train.data import check_run_format
+    from train.tokenizer import CHATML_TEMPLATE, build_char_tokenizer
+
+    tok = build_char_tokenizer(["x"])
+    tok.chat_template = CHATML_TEMPLATE if template else None
+    c = {"data": {"format": fmt}, "improve": {"enabled": improve}}
+    with pytest.raises(ConfigError) as e:
+        check_run_format(c, tok, records)
+    assert message in str(e.value)
+    check_run_format({"data": {"format": "plain"}, "improve": {"enabled": improve}}, tok, records)  # plain always runs
