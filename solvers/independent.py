@@ -45,8 +45,22 @@ def _value(node, used):
     raise ValueError
 
 
-def countdown_correct(puzzle: dict, text: str) -> bool:
-    page = apply_erasures(text.replace("<success>", "").replace("<failure>", ""))
+def answer_text(text: str, fmt: str = "plain") -> str | None:
+    """The part of a completion its answer is read from, outcome markers dropped: all of it,
+    or for ``data.format=r1`` what follows the first ``</think>`` (None without one, or when
+    the text before it erases more than it holds)."""
+    text = text.replace("<success>", "").replace("<failure>", "")
+    if fmt != "r1":
+        return text
+    head, tag, tail = text.partition("</think>")
+    if not tag or any(apply_erasures(part) is None for part in head.split("<think>", 1)):
+        return None
+    return tail
+
+
+def countdown_correct(puzzle: dict, text: str, fmt: str = "plain") -> bool:
+    text = answer_text(text, fmt)
+    page = apply_erasures(text) if text is not None else None
     if page is None:
         return False
     answers = [line[len("Answer:"):].strip() for line in page.split("\n") if line.startswith("Answer:")]

@@ -58,7 +58,7 @@ class Task:
     REWARDS: dict = field(default_factory=dict)  # name -> (collapsed page, puzzle) -> float, for GRPO
     GRPO_REWARDS: tuple = ()       # ((reward name, weight), ...) used when grpo.task_rewards names none
     TOOL: Optional[Tool] = None    # what eval.tool_loop runs
-    CHECKER: Optional[Callable] = None  # (puzzle, raw completion) -> bool: rejudge's independent check
+    CHECKER: Optional[Callable] = None  # (puzzle, raw completion, data.format) -> bool: rejudge's independent check
     LAYOUTS: tuple = ()            # other projects' layouts it can be written in and imported from
     module: Optional[ModuleType] = None  # where it came from: its wording and helpers live there
 

@@ -25,10 +25,10 @@ def run(c: dict, run_dir: Path) -> dict:
     """Check everything, then train and evaluate as the config says; return the metrics."""
     from train import grpo, sft
     from train.checks import check
-    from train.data import dataset_dir, prompt_of, read_split
+    from train.data import FORMAT_TAGS, check_run_format, dataset_dir, prompt_of, read_split
     from train.evaluate import evaluate
-    from train.model import build_model, count_parameters, lora_config
-    from train.tokenizer import build_char_tokenizer, check_ordinary, load_tokenizer
+    from train.model import build_model, count_parameters, fit_embeddings, lora_config
+    from train.tokenizer import add_markers, build_char_tokenizer, check_ordinary, load_tokenizer, marker_strings
     from train.trl_configs import grpo_config, sft_config
 
     check(c)  # every bad value (train/checks.py), before any data, model or file is made
@@ -57,14 +57,18 @@ def run(c: dict, run_dir: Path) -> dict:
         tokenizer = load_tokenizer(c["model"]["path"])
     else:
         tokenizer = build_char_tokenizer(r["Question"] + r["Reasoning"] for r in train_records + eval_records)
-    check_ordinary(tokenizer)
+    first_new, fmt = len(tokenizer), c["data"].get("format", "plain")
+    if c["tokenizer"].get("add_markers"):  # <backtrack> (+ outcome markers) as one ordinary token each
+        tokenizer, first_new = add_markers(tokenizer, marker_strings(c))
+    check_run_format(c, tokenizer, train_records + eval_records)  # data.format
+    check_ordinary(tokenizer, marker_strings(c)[1:] + list(FORMAT_TAGS[fmt]))
 
     # Every config is built before any training: a bad key fails now, not after SFT.
     sft_args = sft_config(c, run_dir / "sft") if do["sft"] else None
     grpo_args = grpo_config(c, run_dir / "grpo") if do["grpo"] else None
     if do["improve"]:
         sft_config(improve.retrain_config(c), run_dir / "improve")  # a bad improve.sft key fails now
-    longest_prompt = max(len(tokenizer(prompt_of(r["Question"]), add_special_tokens=False)["input_ids"])
+    longest_prompt = max(len(tokenizer(prompt_of(r["Question"], tokenizer, fmt), add_special_tokens=False)["input_ids"])
                          for r in train_records + eval_records)
     if sft_args is not None and sft_args.max_length is not None and longest_prompt >= sft_args.max_length:
         raise ConfigError("sft.max_length", f"{sft_args.max_length} tokens leaves no room for a completion: "
@@ -77,8 +81,9 @@ def run(c: dict, run_dir: Path) -> dict:
         if need > budget:
             raise ConfigError("model.max_position_embeddings", f"{budget} positions are fewer than the longest "
                               f"prompt ({longest_prompt} tokens) plus the completion budget ({need - longest_prompt})")
-    peft_config = lora_config(c["peft"])
     model = build_model(c, tokenizer, c.get("init_from"))
+    new_ids = fit_embeddings(model, tokenizer, first_new, bool(c["tokenizer"].get("add_markers")))
+    peft_config = None if hasattr(model, "peft_config") else lora_config(c["peft"], new_ids)  # a LoRA init_from has its own
     metrics: dict = {"parameters": count_parameters(model), "dataset": str(data_dir),
                      "style": c["data"]["style"], "train_records": len(train_records)}
     print(f"model: {metrics['parameters'] / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}; "

@@ -17,7 +17,7 @@ import numpy as np
 from solvers import TASKS
 from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
 from train import decode
-from train.data import prompt_of
+from train.data import FORMAT_TAGS, prompt_of
 from train.rewards import judge
 from train.tokenizer import SUCCESS
 
@@ -150,11 +150,12 @@ def evaluate(model, tokenizer, records: list[dict], e: dict, run_dir: Path) -> d
 def evaluate_one(model, tokenizer, records: list[dict], e: dict, samples_path: Path) -> dict:
     records = records[: e["n_problems"]] if e.get("n_problems") else records
     # eval.outcome_marker (a model SFT-trained with sft.outcome_marker): condition on success
-    prompts = [prompt_of(r["Question"]) + (SUCCESS if e.get("outcome_marker") else "") for r in records]
+    fmt = e.get("format") or "plain"  # eval.format (= data.format): the prompt's layout and where the answer is read
+    prompts = [prompt_of(r["Question"], tokenizer, fmt) + (SUCCESS if e.get("outcome_marker") else "") for r in records]
     decoding = e.get("decoding", "visible")  # eval.decoding: visible | erase | self_backtrack (train/decode.py)
     decode.check(e)
     gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"], decoding=decoding,
-               self_backtrack=e.get("self_backtrack"))
+               self_backtrack=e.get("self_backtrack"), fence=FORMAT_TAGS[fmt])
     tool = e.get("tool_loop") or {}
     # eval.tool_loop: when every record's task declares the same TOOL (task=program: programs run in
     # the sandbox and their real output is inserted; train/toolloop.py)
@@ -180,7 +181,7 @@ def evaluate_one(model, tokenizer, records: list[dict], e: dict, samples_path: P
         for mode, outputs in (("greedy", g), ("sample", ss)):
             c = 0
             for i, (text, n_tokens, *rounds) in enumerate(outputs):
-                verdict = judge(text, record["puzzle"], record["task"])
+                verdict = judge(text, record["puzzle"], record["task"], fmt)
                 row = {"id": record["id"], "task": record["task"], "puzzle": record["puzzle"], "mode": mode,
                        "sample": i, "completion": text, "collapsed": verdict["collapsed"],
                        "answer": verdict["answer"], "correct": verdict["correct"],

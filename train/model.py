@@ -48,15 +48,74 @@ def quantization_config(q: dict):
     )
 
 
-def lora_config(p: dict):
-    """LoraConfig for ``peft=lora``; None for ``peft=none``."""
+def check_quant(cfg: dict) -> None:
+    """Refuse ``quant=4bit`` where it cannot run, before anything is loaded: it needs
+    ``model=hf`` (a checkpoint to quantize), ``peft=lora`` (4-bit weights are frozen; only
+    adapters train: QLoRA), a CUDA GPU and bitsandbytes (``pip install -e ".[train,gpu]"``)."""
+    if (cfg.get("quant") or {}).get("kind", "none") == "none":
+        return
+    if cfg["model"]["kind"] != "hf":
+        raise ConfigError("quant", "quant=4bit quantizes a checkpoint: use it with model=hf model.path=DIR")
+    if (cfg.get("peft") or {}).get("kind", "none") != "lora":
+        raise ConfigError("quant", "quant=4bit freezes the 4-bit weights, so only LoRA adapters can train: add peft=lora")
+    import torch
+    if not torch.cuda.is_available():
+        raise ConfigError("quant", "quant=4bit (QLoRA) needs a CUDA GPU and this machine has none; use quant=none "
+                          "here (LoRA alone: peft=lora) and quant=4bit hardware=gpu on a GPU machine")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError("quant", 'quant=4bit needs bitsandbytes: pip install -e ".[train,gpu]"') from None
+
+
+def lora_config(p: dict, new_token_ids: list[int] | None = None):
+    """LoraConfig for ``peft=lora``; None for ``peft=none``. ``new_token_ids``: tokens added
+    by ``tokenizer.add_markers``, whose embedding rows train beside the adapters (peft's
+    ``trainable_token_indices``; a frozen mean row would never learn what ``<backtrack>`` means)."""
     check_choice("peft.kind", p.get("kind"), ("none", "lora"))
     if p["kind"] == "none":
         return None
     from peft import LoraConfig
 
+    extra = {"trainable_token_indices": list(new_token_ids)} if new_token_ids else {}
     return LoraConfig(r=p["r"], lora_alpha=p["alpha"], lora_dropout=p["dropout"],
-                      target_modules=list(p["target_modules"]), task_type="CAUSAL_LM")
+                      target_modules=list(p["target_modules"]), task_type="CAUSAL_LM", **extra)
+
+
+def fit_embeddings(model, tokenizer, first_new: int, add_markers: bool) -> list[int]:
+    """Make the model's embeddings fit the tokenizer; return the ids of the rows set here.
+
+    A tokenizer with more tokens than the input embedding has rows would crash the first
+    batch that uses one (torch.embedding: IndexError): without ``tokenizer.add_markers``
+    that is a ConfigError naming both sizes. With it, the input and output embeddings grow
+    to ``len(tokenizer)`` rows, and the rows of every token from ``first_new`` on (those
+    add_markers added, or that the matrix lacked) are set to the mean of the rows of tokens
+    ``0 .. first_new - 1``. A padded matrix (Qwen2.5: 151,936 rows for 151,665 tokens) is not
+    resized: the new ids fall on padding rows nobody trained, which get the mean too.
+    transformers' ``mean_resizing`` is not used: it samples around the mean, and only for
+    rows a resize adds, never for the padding rows of a padded matrix.
+    """
+    import torch
+
+    rows = model.get_input_embeddings().weight.shape[0]
+    size = len(tokenizer)
+    if size > rows and not add_markers:
+        raise ConfigError("tokenizer.add_markers", f"the tokenizer has {size} tokens but the model's embedding matrix "
+                          f"has {rows} rows, so ids {rows}..{size - 1} would crash training (IndexError in "
+                          "torch.embedding); set tokenizer.add_markers=true to resize the embeddings (new rows: the "
+                          "mean of the others), or use the tokenizer saved with the checkpoint unchanged")
+    if not add_markers:
+        return []
+    first_new = min(first_new, rows)
+    if size > rows:
+        model.resize_token_embeddings(size, mean_resizing=False)
+    new = list(range(first_new, size))
+    if new:
+        with torch.no_grad():
+            for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())
+                        if e is not None}.values():
+                emb.weight[new] = emb.weight[:first_new].float().mean(0).to(emb.weight.dtype)
+    return new
 
 
 def build_model(cfg: dict, tokenizer, init_from: str | None = None):
@@ -67,6 +126,7 @@ def build_model(cfg: dict, tokenizer, init_from: str | None = None):
 
     m = cfg["model"]
     check_choice("model.kind", m.get("kind"), ("tiny", "hf"))
+    check_quant(cfg)
     path = init_from or (m.get("path") if m["kind"] == "hf" else None)
     if path:
         if not Path(path).is_dir():
@@ -79,6 +139,8 @@ def build_model(cfg: dict, tokenizer, init_from: str | None = None):
         dtype = m.get("dtype")
         if dtype:
             kwargs["dtype"] = getattr(torch, dtype)
+        if (Path(path) / "adapter_config.json").exists():
+            return _load_adapter(path, tokenizer, kwargs)
         return AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     torch.manual_seed(cfg["seed"])
     return AutoModelForCausalLM.from_config(tiny_config(m, tokenizer))
@@ -86,3 +148,33 @@ def build_model(cfg: dict, tokenizer, init_from: str | None = None):
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def expose_lm_head_bias(model) -> None:
+    """TRL's fused LM head reads ``lm_head.weight`` and ``lm_head.bias``; peft's wrapper for
+    trainable token rows (``lora_config(new_token_ids=...)``) answers ``weight`` with the
+    rows merged in but has no ``bias``. Give it the wrapped layer's (bypassing nn.Module's
+    registration, so no parameter is counted twice)."""
+    try:
+        from peft.utils.other import TrainableTokensWrapper
+    except ImportError:
+        return
+    for module in model.modules():
+        if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:
+            object.__setattr__(module, "bias", getattr(module.original_module, "bias", None))
+
+
+def _load_adapter(path, tokenizer, kwargs: dict):
+    """A LoRA checkpoint (``init_from`` an earlier stage with ``peft=lora``): its base model,
+    grown to the tokenizer first when ``tokenizer.add_markers`` added rows (the adapter
+    holds the resized embeddings), then the adapter, still trainable."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_path = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
+    if not base_path or not Path(base_path).is_dir():
+        raise ConfigError("init_from", f"{path} is a LoRA adapter whose base model {base_path!r} is not a local directory")
+    base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if base.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return PeftModel.from_pretrained(base, str(path), is_trainable=True)

@@ -6,7 +6,9 @@ the backspaces again, reads the last ``Answer:`` line again and checks it with i
 arithmetic (not the project's verifier), then recomputes greedy accuracy. Outcome markers
 (``<success>``, ``<failure>``) are dropped before reading. It recomputes the loop rate too
 (``train.evaluate.is_loop`` on each greedy completion; the limit is ``eval.max_new_tokens``
-from the run's ``config.json``, compared with the row's ``tokens``).
+from the run's ``config.json``, compared with the row's ``tokens``). A run with
+``data.format=r1`` (read from ``config.json``) has its answer read after ``</think>`` only,
+and the text before and after that tag has its erasures applied apart (no erasure crosses it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 from solvers import TASKS
-from solvers.independent import apply_erasures
+from solvers.independent import answer_text, apply_erasures
 
 
 def checker(task: str):
@@ -24,12 +26,13 @@ def checker(task: str):
     return TASKS[task].CHECKER if task in TASKS else None
 
 
-def project_verdict(row: dict) -> bool:
+def project_verdict(row: dict, fmt: str = "plain") -> bool:
     """For tasks without an independent checker here: the project's own collapse and verifier
     (so the re-judging re-reads the text but is not independent; the output says so)."""
     from solvers import verifier
     from solvers.trace import final_answer
-    page = apply_erasures(row["completion"].replace("<success>", "").replace("<failure>", ""))
+    text = answer_text(row["completion"], fmt)
+    page = apply_erasures(text) if text is not None else None
     answer = final_answer(page) if page is not None else None
     return answer is not None and bool(verifier(row["task"])(row["puzzle"], answer))
 
@@ -39,12 +42,13 @@ def rejudge(run_dir: Path, mode: str | None = None) -> dict:
     from train.evaluate import samples_file
     rows = [json.loads(line) for line in open(run_dir / samples_file(mode), encoding="utf-8")]
     greedy = [r for r in rows if r["mode"] == "greedy"]
-    verdicts = [checker(r["task"])(r["puzzle"], r["completion"]) if checker(r["task"]) else project_verdict(r)
-                for r in greedy]
+    config = run_dir / "config.json"
+    fmt = (json.loads(config.read_text()).get("data") or {}).get("format", "plain") if config.exists() else "plain"
+    verdicts = [checker(r["task"])(r["puzzle"], r["completion"], fmt) if checker(r["task"])
+                else project_verdict(r, fmt) for r in greedy]
     disagree = sum(v != r["correct"] for v, r in zip(verdicts, greedy))
     result = {"problems": len(greedy), "accuracy": sum(verdicts) / len(greedy), "disagreements": disagree,
               "independent": sum(checker(r["task"]) is not None for r in greedy)}
-    config = run_dir / "config.json"
     if config.exists():
         from train.evaluate import extra_config, is_loop
         e = json.loads(config.read_text())["eval"]

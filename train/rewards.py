@@ -28,8 +28,16 @@ def strip_markers(completion: str) -> str:
     return completion.replace(SUCCESS, "").replace(FAILURE, "")
 
 
-def judge(completion: str, puzzle, task: str) -> dict:
+def _formats(kwargs: dict, n: int) -> list[str]:
+    """The ``format`` column (``data.format``, one per completion) GRPO passes; plain without it."""
+    return list(kwargs.get("format") or ["plain"] * n)
+
+
+def judge(completion: str, puzzle, task: str, fmt: str = "plain") -> dict:
     """Everything evaluation records about one completion (outcome markers stripped first).
+    ``fmt`` (``data.format``) says where the answer is: ``r1`` reads it after ``</think>``
+    only, and an erasure that crosses one of the format's tags makes the stream malformed
+    (``malformed_reason``: ``erases_across_tag``; else ``malformed_backspaces``).
 
     >>> judge("1 + 2 = 3\\n\\b\\bAnswer: 1 + 2", {"numbers": [1, 2], "target": 3}, "countdown")["correct"]
     False
@@ -37,15 +45,20 @@ def judge(completion: str, puzzle, task: str) -> dict:
     True
     >>> judge("<success>1 + 2 = 3\\nAnswer: 1 + 2<success>", {"numbers": [1, 2], "target": 3}, "countdown")["answer"]
     '1 + 2'
+    >>> judge("<think>\\nAnswer: 1 + 2\\n</think>\\n\\n", {"numbers": [1, 2], "target": 3}, "countdown", "r1")["answer"] is None
+    True
     """
+    from train.data import read_completion
+    reason = None
     try:
-        page = collapse(strip_markers(completion))
-        malformed = False
-    except MalformedTrace:
-        page, malformed = None, True
-    answer = final_answer(page) if page is not None else None
+        page, answer_page = read_completion(strip_markers(completion), fmt)
+    except MalformedTrace as e:
+        page = answer_page = None
+        reason = "erases_across_tag" if str(e).startswith("erases_across_tag") else "malformed_backspaces"
+    answer = final_answer(answer_page) if answer_page is not None else None
     correct = answer is not None and bool(verifier(task)(_puzzle(puzzle), answer))
-    return {"collapsed": page, "answer": answer, "correct": correct, "malformed": malformed}
+    return {"collapsed": page, "answer": answer, "correct": correct, "malformed": reason is not None,
+            "malformed_reason": reason}
 
 
 def correctness(completions, puzzle, task, **kwargs) -> list[float]:
@@ -59,7 +72,8 @@ def correctness(completions, puzzle, task, **kwargs) -> list[float]:
     ...             puzzle=[p] * 3, task=["countdown"] * 3)
     [1.0, 0.0, 0.0]
     """
-    return [float(judge(c, p, t)["correct"]) for c, p, t in zip(completions, puzzle, task)]
+    return [float(judge(c, p, t, f)["correct"])
+            for c, p, t, f in zip(completions, puzzle, task, _formats(kwargs, len(completions)))]
 
 
 def format_reward(completions, **kwargs) -> list[float]:
@@ -69,10 +83,11 @@ def format_reward(completions, **kwargs) -> list[float]:
     >>> format_reward(["x\\b1 + 1 = 2\\nAnswer: 2", "Answer: 2\\nmore", "\\bAnswer: 2"])
     [1.0, 0.0, 0.0]
     """
+    from train.data import read_completion
     scores = []
-    for c in completions:
+    for c, fmt in zip(completions, _formats(kwargs, len(completions))):
         try:
-            last = collapse(c).rsplit("\n", 1)[-1]
+            last = read_completion(c, fmt)[1].rsplit("\n", 1)[-1]
         except MalformedTrace:
             scores.append(0.0)
             continue

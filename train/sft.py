@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from train.data import failed_chain, sft_example
+from train.model import expose_lm_head_bias
 from train.tokenizer import FAILURE, SUCCESS
 
 
@@ -80,11 +81,11 @@ def outcome_variants(record: dict) -> list[tuple[dict, str]]:
 
 
 def examples(records: list[dict], tokenizer, mask_erased: bool, max_length: int | None,
-             outcome_marker: bool = False) -> tuple[list[dict], int]:
+             outcome_marker: bool = False, fmt: str = "plain") -> tuple[list[dict], int]:
     rows, dropped = [], 0
     for record in records:
         for rec, marker in outcome_variants(record) if outcome_marker else [(record, "")]:
-            ex = sft_example(rec, tokenizer, mask_erased, marker)
+            ex = sft_example(rec, tokenizer, mask_erased, marker, fmt)
             if max_length is not None and len(ex["input_ids"]) > max_length:
                 dropped += 1  # cut short it would lose its answer: leave it out
                 continue
@@ -97,7 +98,8 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     from trl import SFTTrainer
 
     marked = bool(cfg["sft"].get("outcome_marker"))
-    rows, dropped = examples(records, tokenizer, cfg["sft"]["mask_erased"], args.max_length, marked)
+    rows, dropped = examples(records, tokenizer, cfg["sft"]["mask_erased"], args.max_length, marked,
+                             cfg["data"].get("format", "plain"))
     if marked:
         print(f"sft: outcome markers: {len(rows) + dropped - len(records)} failed chains beside {len(records)} "
               "successful ones")
@@ -116,6 +118,7 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
 
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    expose_lm_head_bias(trainer.model)  # LoRA with tokenizer.add_markers: the new rows train beside the adapters
     t0 = time.perf_counter()
     result = trainer.train()
     elapsed = time.perf_counter() - t0
