@@ -56,7 +56,7 @@ Heuristics (``Config.heuristic``; both work for every family):
   then the full-size program. Two or three programs per trace instead of one or two.
 
 ``max_steps`` counts lines written (kept or erased); the default 80 is above the longest
-trace any family writes (README: "Program-aided traces" gives the measured lengths and
+trace any family writes (docs/tasks.md: "Program-aided traces" gives the measured lengths and
 speeds). The small families have few distinct puzzles (lattice 19 x 19 = 361, binomial
 91 x 5 = 455), so a large dataset repeats them; repeats are dropped as duplicates and the
 pipeline draws more.
@@ -64,23 +64,21 @@ pipeline draws more.
 
 from __future__ import annotations
 
-import functools
-import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from solvers import sandbox
 from solvers.config import ConfigError, check_choice, check_int_range
+from solvers.program_families import (FAMILIES, FAMILY, MAX_ANSWER_CHARS, Family, puzzle_key,  # noqa: F401
+                                      reference_answer, verify)
+from solvers.program_pages import (CLOSE, MEMORY_MB, SCRATCH, TIMEOUT, _rerun, boxed, execute,  # noqa: F401
+                                   insertion, pending_program, program_score, programs, shown, tags_score)
+from solvers.task import Tool
 from solvers.trace import Event, Recorder
 
 NAME = "program"
 HEURISTICS = ("direct", "explore")
-FAMILIES = ("multiples", "prime", "digits", "binomial", "lattice")
-TIMEOUT = 5.0  # seconds per program: the programs here take milliseconds; a start costs ~0.2 s
-MEMORY_MB = 256
-SCRATCH = "# scratch"  # a code line starting so (the search style's back line) drops the line above it
 
 
 @dataclass
@@ -116,178 +114,10 @@ class Config:
         check_int_range("task.max_steps", self.max_steps, 1, 10**6)
 
 
-# ----------------------------------------------------------------------------- families
-
-@dataclass(frozen=True)
-class Family:
-    bounds: dict            # parameter -> (lo, hi) accepted by parse_puzzle
-    sample: Callable        # (config, rng) -> params
-    small: Callable         # (params, rng) -> params of a small case (explore)
-    question: Callable      # params -> str
-    what: Callable          # params -> what the answer is, for the summary
-    case: Callable          # params -> a short name of the instance, for think lines
-    plans: tuple            # think-line phrasings of the plan, formatted with the params
-    answer: Callable        # params -> int: the reference solution
-    program: Callable       # params -> code lines; the parameters are set in the first lines
-    wrong_lines: tuple      # (index, wrong text, why): lines that may be typed wrong and erased
-    off_by_one: Optional[tuple] = None  # (index, wrong text, why) or None
-    off_by_one_shows: Callable = lambda p: True  # params -> does the off-by-one change what is printed?
-
-
-def _lcm(a: int, b: int) -> int:
-    return a * b // math.gcd(a, b)
-
-
-def _multiples_answer(a: int, b: int, limit: int) -> int:
-    # inclusion-exclusion: k (1 + 2 + ... + m) for m = (limit - 1) // k
-    def s(k: int) -> int:
-        m = (limit - 1) // k
-        return k * m * (m + 1) // 2
-    return s(a) + s(b) - s(_lcm(a, b))
-
-
-def _largest_prime_factor(n: int) -> int:
-    largest, p = 1, 2
-    while p * p <= n:
-        while n % p == 0:
-            largest, n = p, n // p
-        p += 1 if p == 2 else 2
-    return max(largest, n) if n > 1 else largest
-
-
-def _binomial_count(rows: int, threshold: int) -> int:
-    count, row = 0, [1]
-    for _ in range(rows):
-        row = [1] + [x + y for x, y in zip(row, row[1:])] + [1]
-        count += sum(c > threshold for c in row)
-    return count
-
-
-def _pair(rng: random.Random) -> tuple[int, int]:
-    while True:
-        a, b = sorted(rng.sample(range(2, 10), 2))
-        if b % a:
-            return a, b
-
-
-FAMILY = {
-    "multiples": Family(
-        bounds={"a": (2, 100), "b": (2, 100), "limit": (2, 10**6)},
-        sample=lambda c, rng: dict(zip("ab", _pair(rng)), limit=rng.randint(10, c.limit_max)),
-        small=lambda p, rng: {**p, "limit": rng.randint(10, 30)},
-        question=lambda p: (f"What is the sum of all the natural numbers below {p['limit']} "
-                            f"that are multiples of {p['a']} or {p['b']}?"),
-        what=lambda p: f"sum of the multiples of {p['a']} or {p['b']} below {p['limit']}",
-        case=lambda p: f"the limit {p['limit']}",
-        plans=("Loop over every n below {limit} and add it when {a} or {b} divides it.",
-               "A short loop will do: sum the n below {limit} that are multiples of {a} or {b}.",
-               "Let a program add up the multiples of {a} or {b} below {limit}.",
-               "Brute force is cheap here: test each n below {limit} for {a} or {b} dividing it."),
-        answer=lambda p: _multiples_answer(p["a"], p["b"], p["limit"]),
-        program=lambda p: [f"a, b = {p['a']}, {p['b']}", f"limit = {p['limit']}", "total = 0",
-                           "for n in range(1, limit):", "    if n % a == 0 or n % b == 0:",
-                           "        total += n", "print(total)"],
-        wrong_lines=((3, "for n in range(1, limit + 1):", "the limit itself is not below the limit"),
-                     (4, "    if n % a == 0 and n % b == 0:", "a multiple of either counts, so or, not and")),
-        off_by_one=(3, "for n in range(1, limit + 1):", "range(1, limit + 1) counts the limit too, "
-                    "but only numbers below it count"),
-        off_by_one_shows=lambda p: p["limit"] % p["a"] == 0 or p["limit"] % p["b"] == 0,
-    ),
-    "prime": Family(
-        bounds={"n": (2, 10**9)},
-        sample=lambda c, rng: {"n": rng.randint(100, c.factor_max)},
-        small=lambda p, rng: {"n": rng.choice([60, 84, 90, 126, 150, 195, 231, 330, 462])},
-        question=lambda p: f"What is the largest prime factor of {p['n']}?",
-        what=lambda p: f"largest prime factor of {p['n']}",
-        case=lambda p: f"the number {p['n']}",
-        plans=("Divide out factors from 2 upward; what is left at the end is the largest prime factor.",
-               "Trial division: strip each factor while it divides, and remember the last one.",
-               "A program can factor {n} by trial division and keep the largest factor.",
-               "Factor {n} by dividing out small factors; the last one standing is the answer."),
-        answer=lambda p: _largest_prime_factor(p["n"]),
-        program=lambda p: [f"n = {p['n']}", "factor = 2", "largest = 1", "while factor * factor <= n:",
-                           "    while n % factor == 0:", "        largest = factor", "        n //= factor",
-                           "    factor += 1", "if n > 1:", "    largest = n", "print(largest)"],
-        wrong_lines=((4, "    if n % factor == 0:", "a factor can divide more than once, so while, not if"),
-                     (1, "factor = 1", "1 divides everything; start at 2")),
-    ),
-    "digits": Family(
-        bounds={"base": (2, 99), "exp": (1, 1000)},
-        sample=lambda c, rng: {"base": rng.randint(2, 9), "exp": rng.randint(10, c.power_max)},
-        small=lambda p, rng: {**p, "exp": rng.randint(2, 5)},
-        question=lambda p: f"What is the sum of the digits of {p['base']}^{p['exp']}?",
-        what=lambda p: f"sum of the digits of {p['base']}^{p['exp']}",
-        case=lambda p: f"{p['base']}^{p['exp']}",
-        plans=("Python's integers are exact: compute {base}^{exp} and add its digits.",
-               "Turn {base}^{exp} into a string and sum its digits.",
-               "Let the program compute {base}^{exp} exactly, then add up the digits.",
-               "Big integers are no problem in Python: sum the digits of {base}^{exp}."),
-        answer=lambda p: sum(map(int, str(p["base"] ** p["exp"]))),
-        program=lambda p: [f"value = {p['base']} ** {p['exp']}", "total = 0", "for digit in str(value):",
-                           "    total += int(digit)", "print(total)"],
-        wrong_lines=((2, "for digit in value:", "an integer cannot be looped over; go through str(value)"),
-                     (3, "    total += digit", "a digit is a character; it needs int()")),
-    ),
-    "binomial": Family(
-        bounds={"rows": (1, 200), "threshold": (0, 10**12)},
-        sample=lambda c, rng: {"rows": rng.randint(10, c.rows_max),
-                               "threshold": 10 ** rng.randint(2, 6)},
-        small=lambda p, rng: {"rows": rng.randint(5, 7), "threshold": 10},
-        question=lambda p: (f"How many of the binomial coefficients C(n, r) with 1 <= n <= {p['rows']} "
-                            f"and 0 <= r <= n are greater than {p['threshold']}?"),
-        what=lambda p: f"count of C(n, r) above {p['threshold']} for n up to {p['rows']}",
-        case=lambda p: f"rows up to {p['rows']} and the threshold {p['threshold']}",
-        plans=("math.comb gives each C(n, r); count those above {threshold} for n up to {rows}.",
-               "Loop over n up to {rows} and every r, and count the C(n, r) greater than {threshold}.",
-               "Only about {rows} rows: a double loop with math.comb is enough.",
-               "Count the entries of Pascal's triangle above {threshold}, rows 1 to {rows}."),
-        answer=lambda p: _binomial_count(p["rows"], p["threshold"]),
-        program=lambda p: ["from math import comb", f"rows = {p['rows']}", f"threshold = {p['threshold']}",
-                           "count = 0", "for n in range(1, rows + 1):", "    for r in range(n + 1):",
-                           "        if comb(n, r) > threshold:", "            count += 1", "print(count)"],
-        wrong_lines=((6, "        if comb(n, r) >= threshold:", "greater than, not greater or equal"),
-                     (4, "for n in range(1, rows):", "range(1, rows) leaves out the last row")),
-        off_by_one=(4, "for n in range(1, rows):", "range(1, rows) stops before the last row"),
-        off_by_one_shows=lambda p: _binomial_count(p["rows"], p["threshold"]) != _binomial_count(
-            p["rows"] - 1, p["threshold"]),
-    ),
-    "lattice": Family(
-        bounds={"width": (1, 30), "height": (1, 30)},
-        sample=lambda c, rng: {"width": rng.randint(2, c.grid_max), "height": rng.randint(2, c.grid_max)},
-        small=lambda p, rng: {"width": rng.randint(2, 3), "height": 2},
-        question=lambda p: (f"How many paths lead from the top left to the bottom right corner of a "
-                            f"{p['width']} by {p['height']} grid, moving only right or down along the "
-                            f"grid lines?"),
-        what=lambda p: f"number of paths through a {p['width']} by {p['height']} grid",
-        case=lambda p: f"a {p['width']} by {p['height']} grid",
-        plans=("Count paths to each grid point: the paths from above plus the paths from the left.",
-               "Dynamic programming over the grid points, each the sum of its upper and left neighbours.",
-               "Fill a table of path counts for the {width} by {height} grid, row by row.",
-               "Every point is reached from above or from the left; add the two counts."),
-        answer=lambda p: math.comb(p["width"] + p["height"], p["width"]),
-        program=lambda p: [f"width, height = {p['width']}, {p['height']}",
-                           "paths = [[1] * (width + 1) for _ in range(height + 1)]",
-                           "for i in range(1, height + 1):", "    for j in range(1, width + 1):",
-                           "        paths[i][j] = paths[i - 1][j] + paths[i][j - 1]",
-                           "print(paths[height][width])"],
-        wrong_lines=((4, "        paths[i][j] = paths[i - 1][j] * paths[i][j - 1]",
-                      "paths from two sides add up; they do not multiply"),),
-        off_by_one=(1, "paths = [[1] * width for _ in range(height + 1)]",
-                    "a row has width + 1 grid points, not width"),
-    ),
-}
-
-
 # ----------------------------------------------------------------------------- puzzles
 
 def question(puzzle: dict) -> str:
     return FAMILY[puzzle["family"]].question(puzzle)
-
-
-def puzzle_key(puzzle: dict) -> str:
-    """``family:key=value,...`` in a fixed order: a puzzle's whole content."""
-    params = ",".join(f"{k}={puzzle[k]}" for k in FAMILY[puzzle["family"]].bounds)
-    return f"{puzzle['family']}:{params}"
 
 
 def is_heldout(puzzle: dict, config: Config) -> bool:
@@ -327,103 +157,6 @@ def parse_puzzle(obj: Any) -> dict:
 def sample(config: Config, rng: random.Random) -> dict:
     family = rng.choice(config.families)
     return {"family": family, **FAMILY[family].sample(config, rng)}
-
-
-@functools.lru_cache(maxsize=65536)
-def _reference(key: str) -> int:
-    family, params = key.split(":")
-    p = {k: int(v) for k, v in (kv.split("=") for kv in params.split(","))}
-    return FAMILY[family].answer(p)
-
-
-def reference_answer(puzzle: dict) -> int:
-    """The family's reference solution (cached: verify runs once per graded completion)."""
-    return _reference(puzzle_key(puzzle))
-
-
-# ----------------------------------------------------------------------------- running programs
-
-def shown(result: sandbox.Result) -> list[str]:
-    """The lines an ``<output>`` block shows for a run: stdout then stderr, trailing spaces
-    and leading and trailing blank lines dropped. A run killed by the sandbox says so."""
-    text = result.stdout + result.stderr
-    if result.killed_by:
-        text += f"\n[killed: {result.killed_by}]"
-    lines = [line.rstrip() for line in text.replace("\r", "").split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    while lines and not lines[0]:
-        lines.pop(0)
-    return [line.replace("\b", "") for line in lines]
-
-
-def execute(code: str) -> list[str]:
-    """Run ``code`` in the sandbox; the lines its output block shows."""
-    return shown(sandbox.run(code, timeout=TIMEOUT, memory_mb=MEMORY_MB))
-
-
-@functools.lru_cache(maxsize=4096)
-def _rerun(code: str) -> tuple[str, ...]:
-    # The validator's own run, cached by source: the contract test validates one page in
-    # forty styles and variants, and a program's output is a function of its text
-    # (PYTHONHASHSEED=0 in the sandbox). Separate from the solver's runs, which are never cached.
-    return tuple(execute(code))
-
-
-def programs(page: str) -> list[tuple[str, Optional[list[str]]]]:
-    """Every ``<program>`` block of a collapsed page, with the lines of the ``<output>``
-    block right after it (None when there is none). A ``# scratch ...`` line (the
-    ``search`` style's back line) drops the last code line above it that is not a comment.
-
-    >>> programs("<program>\\nx = 2\\n# scratch that line\\nprint(3)\\n</program>\\n<output>\\n3\\n</output>\\n")
-    [('print(3)', ['3'])]
-    >>> programs("<program>\\nprint(1)\\n</program>\\ntext")
-    [('print(1)', None)]
-    """
-    lines = page.split("\n")
-    found, i = [], 0
-    while i < len(lines):
-        if lines[i].strip() != "<program>":
-            i += 1
-            continue
-        code: list[str] = []
-        i += 1
-        while i < len(lines) and lines[i].strip() != "</program>":
-            if lines[i].lstrip().startswith(SCRATCH):
-                for j in range(len(code) - 1, -1, -1):
-                    if not code[j].lstrip().startswith("#"):
-                        del code[j]
-                        break
-            else:
-                code.append(lines[i])
-            i += 1
-        i += 1
-        output = None
-        if i < len(lines) and lines[i].strip() == "<output>":
-            output, i = [], i + 1
-            while i < len(lines) and lines[i].strip() != "</output>":
-                output.append(lines[i].rstrip())
-                i += 1
-            while output and not output[-1]:
-                output.pop()
-            while output and not output[0]:
-                output.pop(0)
-            i += 1
-        found.append(("\n".join(code), output))
-    return found
-
-
-_BOXED = re.compile(r"<boxed>\s*(.*?)\s*</boxed>")
-
-
-def boxed(page: str) -> Optional[str]:
-    """The text of the last ``<boxed>...</boxed>``, or None.
-
-    >>> boxed("<boxed>1</boxed>\\n<boxed> 42 </boxed>\\nAnswer: 42")
-    '42'
-    """
-    found = _BOXED.findall(page[-100_000:])
-    return found[-1] if found else None
 
 
 def check_page(puzzle: dict, page: str) -> Optional[str]:
@@ -622,37 +355,7 @@ def note_slots(data: dict, state: dict) -> dict:
     return {"wrong": data["text"].strip(), "why": data["why"]}
 
 
-# ----------------------------------------------------------------------------- verifier
-
-MAX_ANSWER_CHARS = 64
-_INT = re.compile(r"-?\d+")
-
-
-def verify(puzzle: dict, answer: Any) -> bool:
-    """True when ``answer`` (an int, or its text) is the reference answer. Strict: "233168"
-    and 233168 pass, "233168.0", "2.3e5" and True do not. Never raises.
-
-    >>> p = {"family": "multiples", "a": 3, "b": 5, "limit": 10}
-    >>> verify(p, 23), verify(p, " 23 "), verify(p, "23.0"), verify(p, 22), verify(p, True), verify(p, None)
-    (True, True, False, False, False, False)
-    """
-    try:
-        if isinstance(answer, str):
-            text = answer.strip()
-            if len(text) > MAX_ANSWER_CHARS or not _INT.fullmatch(text):
-                return False
-            answer = int(text)
-        if type(answer) is not int:
-            return False
-        return answer == reference_answer(puzzle)
-    except (KeyError, ValueError, TypeError, AttributeError):
-        return False
-
-
 # ----------------------------------------------------------------------------- the task's optional parts
-
-from solvers.program_tool import CLOSE, insertion, pending_program, program_score, tags_score  # noqa: E402
-from solvers.task import Tool  # noqa: E402
 
 RECORDABLE = False  # the recorder's page cannot run a person's programs
 REASONS = ("program_output_mismatch", "boxed_mismatch")  # what check_page returns

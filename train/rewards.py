@@ -122,15 +122,16 @@ def task_reward(name: str):
     from concurrent.futures import ThreadPoolExecutor
 
     from solvers import TASKS
+    from train.data import read_completion
 
     owners = {t.NAME: t.REWARDS[name] for t in TASKS.values() if name in t.REWARDS}
 
-    def score(completion: str, puzzle, task) -> float:
+    def score(completion: str, puzzle, task, fmt: str) -> float:
         scorer = owners.get(task) if task is not None else next(iter(owners.values()))
         if scorer is None:
-            return float(judge(completion, puzzle, task)["correct"])
+            return float(judge(completion, puzzle, task, fmt)["correct"])
         try:
-            page = collapse(strip_markers(completion))
+            page = read_completion(strip_markers(completion), fmt)[0]
         except MalformedTrace:
             return 0.0
         return float(scorer(page, _puzzle(puzzle)))
@@ -140,7 +141,7 @@ def task_reward(name: str):
         if task is None and len(owners) != 1:
             raise ValueError(f"reward {name!r} needs the task column: {len(owners)} tasks declare it")
         with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(score, completions, puzzle or [None] * n, task or [None] * n))
+            return list(pool.map(score, completions, puzzle or [None] * n, task or [None] * n, _formats(kwargs, n)))
 
     reward.__name__ = f"{name}_reward"  # TRL logs rewards/<__name__>
     return reward

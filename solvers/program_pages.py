@@ -1,14 +1,105 @@
-"""What task=program brings beside its traces: GRPO rewards that run the model's last program,
-the tagged-format check, and the tool that ``eval.tool_loop`` calls. Pure Python; each
-reward grades a collapsed page (backspaces already applied by the caller)."""
+"""Reading and running the programs of a task=program page: what an ``<output>`` block shows,
+the programs and the ``<boxed>`` value of a page, the GRPO rewards that re-run the last program,
+the tagged-format check, and the tool that ``eval.tool_loop`` calls. Pure Python; each reward
+grades a collapsed page (backspaces already applied by the caller)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Optional
 
-from solvers import program, sandbox
+from solvers import sandbox
+from solvers.program_families import verify
 from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse
+
+TIMEOUT = 5.0  # seconds per program: the programs here take milliseconds
+MEMORY_MB = 256
+SCRATCH = "# scratch"  # a code line starting so (the search style's back line) drops the line above it
+
+
+def shown(result: sandbox.Result) -> list[str]:
+    """The lines an ``<output>`` block shows for a run: stdout then stderr, trailing spaces
+    and leading and trailing blank lines dropped. A run killed by the sandbox says so."""
+    text = result.stdout + result.stderr
+    if result.killed_by:
+        text += f"\n[killed: {result.killed_by}]"
+    lines = [line.rstrip() for line in text.replace("\r", "").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return [line.replace("\b", "") for line in lines]
+
+
+def execute(code: str) -> list[str]:
+    """Run ``code`` in the sandbox; the lines its output block shows."""
+    return shown(sandbox.run(code, timeout=TIMEOUT, memory_mb=MEMORY_MB))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rerun(code: str) -> tuple[str, ...]:
+    # The validator's own run, cached by source: the contract test validates one page in
+    # forty styles and variants, and a program's output is a function of its text
+    # (PYTHONHASHSEED=0 in the sandbox). Separate from the solver's runs, which are never cached.
+    return tuple(execute(code))
+
+
+def programs(page: str) -> list[tuple[str, Optional[list[str]]]]:
+    """Every ``<program>`` block of a collapsed page, with the lines of the ``<output>``
+    block right after it (None when there is none). A ``# scratch ...`` line (the
+    ``search`` style's back line) drops the last code line above it that is not a comment.
+
+    >>> programs("<program>\\nx = 2\\n# scratch that line\\nprint(3)\\n</program>\\n<output>\\n3\\n</output>\\n")
+    [('print(3)', ['3'])]
+    >>> programs("<program>\\nprint(1)\\n</program>\\ntext")
+    [('print(1)', None)]
+    """
+    lines = page.split("\n")
+    found, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() != "<program>":
+            i += 1
+            continue
+        code: list[str] = []
+        i += 1
+        while i < len(lines) and lines[i].strip() != "</program>":
+            if lines[i].lstrip().startswith(SCRATCH):
+                for j in range(len(code) - 1, -1, -1):
+                    if not code[j].lstrip().startswith("#"):
+                        del code[j]
+                        break
+            else:
+                code.append(lines[i])
+            i += 1
+        i += 1
+        output = None
+        if i < len(lines) and lines[i].strip() == "<output>":
+            output, i = [], i + 1
+            while i < len(lines) and lines[i].strip() != "</output>":
+                output.append(lines[i].rstrip())
+                i += 1
+            while output and not output[-1]:
+                output.pop()
+            while output and not output[0]:
+                output.pop(0)
+            i += 1
+        found.append(("\n".join(code), output))
+    return found
+
+
+_BOXED = re.compile(r"<boxed>\s*(.*?)\s*</boxed>")
+
+
+def boxed(page: str) -> Optional[str]:
+    """The text of the last ``<boxed>...</boxed>``, or None.
+
+    >>> boxed("<boxed>1</boxed>\\n<boxed> 42 </boxed>\\nAnswer: 42")
+    '42'
+    """
+    found = _BOXED.findall(page[-100_000:])
+    return found[-1] if found else None
+
 
 CLOSE = "</program>"
 MAX_OUTPUT = 1024  # bytes of a run's output kept (first and last half): a runaway print must not fill the context
@@ -30,13 +121,13 @@ def program_score(page: str, puzzle: dict) -> float:
     ...     "<boxed>23</boxed>")]                        # no program at all
     [1.0, 0.0, 0.0, 0.0]
     """
-    found = program.programs(page)
-    box = program.boxed(page)
-    if not found or box is None or not program.verify(puzzle, box):
+    found = programs(page)
+    box = boxed(page)
+    if not found or box is None or not verify(puzzle, box):
         return 0.0  # cheap first: no sandbox run for a wrong boxed value
-    result = sandbox.run(found[-1][0], timeout=program.TIMEOUT, memory_mb=program.MEMORY_MB)
+    result = sandbox.run(found[-1][0], timeout=TIMEOUT, memory_mb=MEMORY_MB)
     printed = re.findall(r"-?\d+", result.stdout[-1000:])
-    ok = result.returncode == 0 and not result.killed_by and printed and program.verify(puzzle, printed[-1])
+    ok = result.returncode == 0 and not result.killed_by and printed and verify(puzzle, printed[-1])
     return 1.0 if ok else 0.0
 
 
@@ -95,7 +186,7 @@ def insertion(code: str, timeout: float) -> str:
     >>> insertion("pass", 5)
     '\\n<output>\\n</output>\\n'
     """
-    lines = program.shown(sandbox.run(code, timeout=timeout, memory_mb=program.MEMORY_MB, max_output=MAX_OUTPUT))
+    lines = shown(sandbox.run(code, timeout=timeout, memory_mb=MEMORY_MB, max_output=MAX_OUTPUT))
     return "\n<output>\n" + "".join(line + "\n" for line in lines) + "</output>\n"
 
 
@@ -116,7 +207,7 @@ def pending_program(completion: str) -> str | None:
         return None
     if not page.rstrip().endswith(CLOSE) or page.rstrip().rsplit("\n", 1)[-1].strip() != CLOSE:
         return None
-    found = program.programs(page)
+    found = programs(page)
     if not found or found[-1][1] is not None:
         return None
     return found[-1][0]
