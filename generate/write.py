@@ -1,5 +1,6 @@
-"""What a finished dataset says about itself (manifest.json and the README.md card), and
-the folder it is written into: whose it is, and which run holds it."""
+"""What a finished dataset says about itself (manifest.json and the README.md card), the
+folder it is written into (whose it is, and which run holds it), and how a file in it is
+written: whole or not at all."""
 
 from __future__ import annotations
 
@@ -14,14 +15,21 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from solvers.config import ConfigError
 from solvers.trace import BACKSPACE
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("backspace")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def manifest_dict(s, report: dict, sizes: dict) -> dict:
-    from generate.pipeline import package_version
     totals: dict[str, int] = {}
     for split in report.values():
         for reason, k in split["rejections"].items():
@@ -118,6 +126,37 @@ def summary(out: Path) -> str:
             f"p95 {st.get('characters_p95', 0):>5}  abandoned steps in {100 * st.get('with_abandoned_steps', 0):.1f}% "
             f"(mean {st.get('abandoned_steps_mean', 0)})  rejected: {rej}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- files
+
+def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
+    """Write lines to ``path`` through a temporary file renamed into place: the file
+    exists only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+            count += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_lines(path, iter([text.rstrip("\n")]))
+
+
+def chunk_path(out: Path, split: str, start: int, stop: int) -> Path:
+    return out / ".work" / split / f"chunk-{start:09d}-{stop:09d}.jsonl"
+
+
+def shard_path(out: Path, split: str, shard: int) -> Path:
+    return out / split / f"shard-{shard:05d}.jsonl"
 
 
 # ----------------------------------------------------------------------------- the output folder
