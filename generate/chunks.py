@@ -36,62 +36,66 @@ class Generator(Finaliser):
     """Makes the chunks of a dataset (those of its shard), under the run lock, and finalises
     it (``Finaliser``) once every planned chunk exists."""
 
-    def __init__(self, s: Settings, on_chunk: Optional[Callable[[str, int], None]] = None) -> None:
-        self.s = s
+    def __init__(self, settings: Settings, on_chunk: Optional[Callable[[str, int], None]] = None) -> None:
+        self.settings = settings
         self.on_chunk = on_chunk  # called after each chunk is written (tests interrupt here)
         self.problem_lines: list[int] = []  # each given puzzle's line in the problems file
-        self.problems = read_problems(s.problems, s.module, self.problem_lines) if s.problems else None
+        self.problems = None
+        if settings.problems:
+            self.problems = read_problems(settings.problems, settings.module, self.problem_lines)
         self.traces = None
-        if s.traces:
-            self.traces = interop.read_traces(s.traces, s.traces_layout, skip_bad=s.on_bad_trace == "skip")
+        if settings.traces:
+            self.traces = interop.read_traces(settings.traces, settings.traces_layout,
+                                              skip_bad=settings.on_bad_trace == "skip")
         given = self.problems if self.problems is not None else self.traces
         if given is not None:
-            self.sizes = {s.problems_split: len(given)}
+            self.sizes = {settings.problems_split: len(given)}
         else:
-            self.sizes = dict(s.sizes)
+            self.sizes = dict(settings.sizes)
         contamination = None
-        if s.decontaminate:
+        if settings.decontaminate:
             from generate.decontaminate import Contamination
-            contamination = Contamination.from_file(s.decontaminate, s.module, s.decontaminate_ngram)
+            contamination = Contamination.from_file(settings.decontaminate, settings.module,
+                                                    settings.decontaminate_ngram)
         self.contamination = contamination
-        self.items = Items(s, self.problems, self.traces, contamination)
+        self.items = Items(settings, self.problems, self.traces, contamination)
         self.human, self.human_bad = [], []
-        if s.human is not None:
+        if settings.human is not None:
             from generate.human import read_folder
-            self.human, self.human_bad = read_folder(s.human, s.max_chars)
+            self.human, self.human_bad = read_folder(settings.human, settings.max_chars)
             for name, reason in self.human_bad:
-                print(f"human trace skipped: {s.human / name}: {reason}")
+                print(f"human trace skipped: {settings.human / name}: {reason}")
             if not self.human:
-                raise ConfigError("human", f"{s.human} holds no good human traces ({len(self.human_bad)} bad)")
+                raise ConfigError("human", f"{settings.human} holds no good human traces ({len(self.human_bad)} bad)")
         self.llm = None
-        if s.llm is not None:
+        if settings.llm is not None:
             from generate import fidelity, llm
-            self.llm = llm.Paraphraser(s.llm, fidelity.check)
+            self.llm = llm.Paraphraser(settings.llm, fidelity.check)
         self.timing = {"generate_s": 0.0, "finalize_s": 0.0, "items": 0}
 
     # Planned chunks: enough item indices for every split's size if nothing were
     # rejected. A chunk is a range of indices [start, stop), at most shard_size long.
     def plan(self) -> list[tuple[str, int, int]]:
-        return [(split, start, min(start + self.s.shard_size, size))
+        return [(split, start, min(start + self.settings.shard_size, size))
                 for split, size in self.sizes.items()
-                for start in range(0, size, self.s.shard_size)]
+                for start in range(0, size, self.settings.shard_size)]
 
     def make_chunks(self, chunks: list[tuple[str, int]]) -> None:
-        todo = [ch for ch in chunks if not chunk_path(self.s.out, *ch).exists()]
+        todo = [ch for ch in chunks if not chunk_path(self.settings.out, *ch).exists()]
         if not todo:
             return
         t0 = time.perf_counter()
         total = sum(stop - start for _, start, stop in todo)
-        bar = tqdm(total=total, unit="item", desc="generate", disable=not self.s.progress,
+        bar = tqdm(total=total, unit="item", desc="generate", disable=not self.settings.progress,
                    mininterval=1.0, smoothing=0.1)
         pool = None
-        if self.s.workers > 1:
+        if self.settings.workers > 1:
             pool = multiprocessing.get_context("fork").Pool(
-                self.s.workers, initializer=_init_worker, initargs=(self.items,))
+                self.settings.workers, initializer=_init_worker, initargs=(self.items,))
         try:
             for split, start, stop in todo:
                 indices = range(start, stop)
-                path = chunk_path(self.s.out, split, start, stop)
+                path = chunk_path(self.settings.out, split, start, stop)
                 if self.llm is not None:
                     lines = self._llm_chunk(split, indices, pool, path)
                 elif pool is None:
@@ -138,41 +142,41 @@ class Generator(Finaliser):
         """Make the dataset in OUT, or the part of it that this shard makes. OUT was checked
         by ``settings`` (``check_out``); a ``RunLock`` keeps a second run of the same shard
         out, and the ``Mutex`` orders the processes of a sharded run."""
-        s = self.s
-        check_out(s.out, hydra_output())  # again: the folder may have changed since the config was checked
+        settings = self.settings
+        check_out(settings.out, hydra_output())  # again: the folder may have changed since the config was checked
         if self.finished():
-            return s.out
-        work = s.out / ".work"
+            return settings.out
+        work = settings.out / ".work"
         work.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(work, s.shard, s.num_shards)
-        if not lock.acquire(s.out) and self.finished(work_removed=True):  # finished meanwhile
-            return s.out
+        lock = RunLock(work, settings.shard, settings.num_shards)
+        if not lock.acquire(settings.out) and self.finished(work_removed=True):  # finished meanwhile
+            return settings.out
         try:
             with Mutex(work) as held:
                 if self.finished(work_removed=not held):  # finished by another run meanwhile
-                    return s.out
+                    return settings.out
                 fp_file = work / "fingerprint.json"
                 if fp_file.exists():
-                    same_config_or_error(json.loads(fp_file.read_text()), s.fingerprint(), s.out)
+                    same_config_or_error(json.loads(fp_file.read_text()), settings.fingerprint(), settings.out)
                 else:
-                    atomic_write_text(fp_file, json.dumps(s.fingerprint(), indent=1))
+                    atomic_write_text(fp_file, json.dumps(settings.fingerprint(), indent=1))
                 self.check_final_names()
             plan = self.plan()
-            mine = [ch for k, ch in enumerate(plan) if k % s.num_shards == s.shard]
+            mine = [ch for k, ch in enumerate(plan) if k % settings.num_shards == settings.shard]
             self.make_chunks(mine)
             with Mutex(work) as held:
                 if self.finished(work_removed=not held):  # another shard's process finished it meanwhile
-                    return s.out
-                missing = [ch for ch in plan if not chunk_path(s.out, *ch).exists()]
+                    return settings.out
+                missing = [ch for ch in plan if not chunk_path(settings.out, *ch).exists()]
                 if missing:
-                    print(f"shard {s.shard}/{s.num_shards}: my chunks are done; {len(missing)} chunk(s) "
-                          f"of other shards are missing, so {s.out} is not finalised yet. The run "
+                    print(f"shard {settings.shard}/{settings.num_shards}: my chunks are done; {len(missing)} chunk(s) "
+                          f"of other shards are missing, so {settings.out} is not finalised yet. The run "
                           f"that makes the last chunk finalises it.")
-                    return s.out
+                    return settings.out
                 self.finalize()
-            return s.out
+            return settings.out
         finally:
-            if is_our_manifest(s.out / "manifest.json"):  # finished, by this run or another
+            if is_our_manifest(settings.out / "manifest.json"):  # finished, by this run or another
                 remove_work(work, lock)
             lock.release()
 

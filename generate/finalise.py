@@ -39,16 +39,16 @@ class Finaliser:
     def human_rows(self, size: int) -> int:
         """How many human rows the train split gets: enough to make up ``human_ratio`` of it,
         or each human trace ``human_repeat`` times."""
-        s = self.s
-        if s.human_ratio is not None:
-            return round(s.human_ratio * size / (1 - s.human_ratio))
-        return len(self.human) * s.human_repeat
+        settings = self.settings
+        if settings.human_ratio is not None:
+            return round(settings.human_ratio * size / (1 - settings.human_ratio))
+        return len(self.human) * settings.human_repeat
 
     def proposer_usage(self) -> dict:
         """Requests, tokens and estimated cost of the llm_search proposer, summed over every
         process that asked (this run's workers and those of an earlier, interrupted run)."""
         from generate.llm import PROPOSE_VERSION, usage_report
-        return usage_report(self.s.proposer, (self.s.out / ".work" / "proposer").glob("usage-*.json"),
+        return usage_report(self.settings.proposer, (self.settings.out / ".work" / "proposer").glob("usage-*.json"),
                             PROPOSE_VERSION)
 
     def llm_usage(self) -> Optional[dict]:
@@ -57,20 +57,21 @@ class Finaliser:
         if self.llm is None:
             return None
         from generate.llm import PROMPT_VERSION, usage_report
-        return usage_report(self.llm.c, (self.s.out / ".work").glob("*/*.llm.json"), PROMPT_VERSION)
+        return usage_report(self.llm.config, (self.settings.out / ".work").glob("*/*.llm.json"), PROMPT_VERSION)
 
     def finished(self, work_removed: bool = False) -> bool:
         """Whether OUT holds the finished dataset (of this config: another is an error).
         ``work_removed``: .work vanished under this run, which only finishing it explains."""
-        manifest = self.s.out / "manifest.json"
+        manifest = self.settings.out / "manifest.json"
         if not manifest.exists():
             if work_removed:
-                raise ConfigError("out", f"{self.s.out / '.work'} was removed while this run was using it; "
+                raise ConfigError("out", f"{self.settings.out / '.work'} was removed while this run was using it; "
                                   f"run again")
             return False
         if not is_our_manifest(manifest):
             raise ConfigError("out", f"{manifest} was not written by backspace; move it away and run again")
-        same_config_or_error(json.loads(manifest.read_text())["fingerprint"], self.s.fingerprint(), self.s.out)
+        same_config_or_error(json.loads(manifest.read_text())["fingerprint"], self.settings.fingerprint(),
+                             self.settings.out)
         return True
 
 
@@ -82,53 +83,53 @@ class Finaliser:
         return [*self.sizes, "README.md", "manifest.json"]
 
     def made(self) -> list[str]:
-        path = self.s.out / ".work" / "made.json"
+        path = self.settings.out / ".work" / "made.json"
         return json.loads(path.read_text()) if path.exists() else []
 
     def check_final_names(self) -> None:
         made = self.made()
         foreign = [name for name in self.final_names()
-                   if name not in made and os.path.lexists(self.s.out / name)]
+                   if name not in made and os.path.lexists(self.settings.out / name)]
         if foreign:
-            raise ConfigError("out", f"{', '.join(str(self.s.out / n) for n in foreign)} "
+            raise ConfigError("out", f"{', '.join(str(self.settings.out / n) for n in foreign)} "
                               f"{'is' if len(foreign) == 1 else 'are'} in the way and not written by this run; "
                               f"move {'it' if len(foreign) == 1 else 'them'} away and run again")
 
     def finalize(self) -> None:
-        s = self.s
+        settings = self.settings
         t0 = time.perf_counter()
         self.check_final_names()
-        atomic_write_text(s.out / ".work" / "made.json", json.dumps(self.final_names()))
+        atomic_write_text(settings.out / ".work" / "made.json", json.dumps(self.final_names()))
         report = {}
         for split, size in self.sizes.items():
-            path = s.out / split
+            path = settings.out / split
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)  # left by an interrupted finalise of this run
             elif os.path.lexists(path):
                 path.unlink()
             report[split] = self.finalize_split(split, size)
-            if s.layout != "seed":  # their loaders read a split as one JSON list (train.json)
-                report[split].update(interop.write_list_file(s.out, split, report[split]["shards"]))
+            if settings.layout != "seed":  # their loaders read a split as one JSON list (train.json)
+                report[split].update(interop.write_list_file(settings.out, split, report[split]["shards"]))
         self.timing["finalize_s"] += time.perf_counter() - t0
-        man = manifest_dict(s, report, self.sizes)
+        man = manifest_dict(settings, report, self.sizes)
         if self.contamination is not None:
             man["config"]["decontaminate"].update(self.contamination.summary())
         if self.llm is not None:
             man["llm"] = self.llm_usage()
-        if s.proposer is not None:
+        if settings.proposer is not None:
             man["proposer"] = self.proposer_usage()
         if self.human:
             rows = report["train"].get("human_rows", 0)
-            man["human"] = {"dir": str(s.human), "good_files": len(self.human), "rows": rows,
+            man["human"] = {"dir": str(settings.human), "good_files": len(self.human), "rows": rows,
                             "share_of_train": round(rows / max(1, report["train"]["records"]), 4),
-                            "mean_repeats": round(rows / len(self.human), 2), "ratio": s.human_ratio,
-                            "repeat": s.human_repeat,
+                            "mean_repeats": round(rows / len(self.human), 2), "ratio": settings.human_ratio,
+                            "repeat": settings.human_repeat,
                             "bad_files": [{"file": n, "reason": r} for n, r in self.human_bad]}
-        atomic_write_text(s.out / "README.md", dataset_card(man, s.out))
-        atomic_write_text(s.out / "manifest.json", json.dumps(man, indent=2, ensure_ascii=False))
+        atomic_write_text(settings.out / "README.md", dataset_card(man, settings.out))
+        atomic_write_text(settings.out / "manifest.json", json.dumps(man, indent=2, ensure_ascii=False))
 
     def finalize_split(self, split: str, size: int) -> dict:
-        s = self.s
+        settings = self.settings
         seen: set[int] = set()
         rejections: dict[str, int] = {}
         acc = _StatsAccumulator()
@@ -138,9 +139,9 @@ class Finaliser:
         items_used = 0
 
         def flush() -> None:
-            path = shard_path(s.out, split, len(shards))
+            path = shard_path(settings.out, split, len(shards))
             atomic_write_lines(path, iter(buffer))
-            shards.append(str(path.relative_to(s.out)))
+            shards.append(str(path.relative_to(settings.out)))
             buffer.clear()
 
         planned = {start: stop for sp, start, stop in self.plan() if sp == split}
@@ -156,7 +157,7 @@ class Finaliser:
                     r["id"] = f"{r['id']}/copy{mixed // len(self.human)}"
                 buffer.append(json.dumps(r, ensure_ascii=False))
                 mixed += 1
-                if len(buffer) == s.shard_size:
+                if len(buffer) == settings.shard_size:
                     flush()
 
         first_line: dict[int, int] = {}  # given problems: a puzzle's hash -> its first line
@@ -168,8 +169,8 @@ class Finaliser:
             elif self.problems is not None or self.traces is not None:
                 break  # every given puzzle or trace is used
             else:  # top-up for rejected and repeated items: the shortfall and a quarter more
-                stop, topup = start + min(s.shard_size, max(64, (size - acc.count) * 5 // 4)), True
-            path = chunk_path(s.out, split, start, stop)
+                stop, topup = start + min(settings.shard_size, max(64, (size - acc.count) * 5 // 4)), True
+            path = chunk_path(settings.out, split, start, stop)
             self.make_chunks([(split, start, stop)])
             before = acc.count
             with open(path, encoding="utf-8") as f:
@@ -186,7 +187,7 @@ class Finaliser:
                     if h in seen:
                         rejections["duplicate"] = rejections.get("duplicate", 0) + 1
                         if self.problems is not None:
-                            print(f"problems: {s.problems}:{self.problem_lines[idx]}: dropped, the same "
+                            print(f"problems: {settings.problems}:{self.problem_lines[idx]}: dropped, the same "
                                   f"puzzle as line {first_line[h]}", file=sys.stderr)
                         continue
                     seen.add(h)
@@ -197,7 +198,7 @@ class Finaliser:
                         diversity.add(json.loads(record).get("Reasoning", ""))
                     for row in interop.rows(record):  # self_backtracking: several samples per puzzle
                         buffer.append(row)
-                        if len(buffer) == s.shard_size:
+                        if len(buffer) == settings.shard_size:
                             flush()
                     if human_rows:
                         mix(human_rows * acc.count // size)

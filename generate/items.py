@@ -51,32 +51,32 @@ def read_problems(path: Path, task, lines: Optional[list[int]] = None) -> list[d
 class Items:
     """Makes item ``idx`` of a split: everything a worker process needs."""
 
-    def __init__(self, s: Settings, problems: Optional[list[dict]] = None,
+    def __init__(self, settings: Settings, problems: Optional[list[dict]] = None,
                  traces: Optional[list[tuple]] = None, contamination=None) -> None:
-        self.s = s
-        self.task = s.module
+        self.settings = settings
+        self.task = settings.module
         self.problems = problems
         self.traces = traces  # (puzzle, events or None) per imported line
         self.contamination = contamination
 
     def content_split(self, puzzle: dict) -> str:
-        if self.task.is_heldout(puzzle, self.s.task_config):
+        if self.task.is_heldout(puzzle, self.settings.task_config):
             return HELDOUT_SPLIT
-        return split_of(self.task.puzzle_key(puzzle), self.s.split_weights)
+        return split_of(self.task.puzzle_key(puzzle), self.settings.split_weights)
 
     def config_for(self, split: str, idx: int):
         """The task config item ``idx`` is solved with: with ``mix``, a heuristic drawn for it
         from its own stream (so that mix=false items are what they always were)."""
-        s = self.s
-        if not s.mix:
-            return s.task_config
-        heuristic = item_rng(s.task, split, s.seed, idx, "/mix").choice(self.task.HEURISTICS)
-        return dataclasses.replace(s.task_config, heuristic=heuristic)
+        settings = self.settings
+        if not settings.mix:
+            return settings.task_config
+        heuristic = item_rng(settings.task, split, settings.seed, idx, "/mix").choice(self.task.HEURISTICS)
+        return dataclasses.replace(settings.task_config, heuristic=heuristic)
 
     def draw(self, split: str, idx: int) -> tuple[Optional[dict], Optional[list], str]:
         """(puzzle, events, reason): a puzzle of this split the solver solved."""
-        s, task = self.s, self.task
-        rng = item_rng(s.task, split, s.seed, idx)
+        settings, task = self.settings, self.task
+        rng = item_rng(settings.task, split, settings.seed, idx)
         config = self.config_for(split, idx)
         if self.traces is not None:  # imported: the search is given, not made
             puzzle, events, *why = self.traces[idx]  # why: the reader's reason when it has no events
@@ -89,7 +89,7 @@ class Items:
                 return (puzzle, *task.solve_given(puzzle, config, rng))
             return puzzle, task.solve(puzzle, config, rng), "unsolved"
         for _ in range(MAX_DRAWS):
-            puzzle = task.sample(s.task_config, rng)
+            puzzle = task.sample(settings.task_config, rng)
             if self.content_split(puzzle) != split:
                 continue
             events = task.solve(puzzle, config, rng)
@@ -103,8 +103,8 @@ class Items:
         saves its usage to its own file under OUT/.work/proposer for the manifest."""
         from generate.llm import ProposeFailed, Proposer
         if getattr(self, "_proposer_pid", None) != os.getpid():
-            usage = self.s.out / ".work" / "proposer" / f"usage-{os.getpid()}-{os.urandom(4).hex()}.json"
-            self._proposer, self._proposer_pid = Proposer(self.s.proposer, usage), os.getpid()
+            usage = self.settings.out / ".work" / "proposer" / f"usage-{os.getpid()}-{os.urandom(4).hex()}.json"
+            self._proposer, self._proposer_pid = Proposer(self.settings.proposer, usage), os.getpid()
         try:
             return puzzle, self.task.solve(puzzle, config, rng, propose=self._proposer), "unsolved"
         except ProposeFailed as e:
@@ -113,17 +113,18 @@ class Items:
 
     def prepare(self, split: str, idx: int) -> tuple[Optional[dict], Optional[list], str]:
         """(puzzle, events as they will be written, reason when there are none)."""
-        s = self.s
+        settings = self.settings
         puzzle, events, reason = self.draw(split, idx)
         if events is None:
             return puzzle, None, reason
-        if s.think:
-            events = variants.think(events, s.think, item_rng(s.task, split, s.seed, idx, "/think"))
+        if settings.think:
+            rng = item_rng(settings.task, split, settings.seed, idx, "/think")
+            events = variants.think(events, settings.think, rng)
         return puzzle, events, ""
 
     def plain_steps(self, events: list) -> list[str]:
         """The steps' plain wording: what an LLM paraphraser is asked to rewrite."""
-        w = paraphrase.words(self.task, events, "none", None, style=self.s.style, notes=self.s.notes)
+        w = paraphrase.words(self.task, events, "none", None, style=self.settings.style, notes=self.settings.notes)
         return [t for t, e in zip(w, events) if isinstance(e, Step)]
 
     def __call__(self, split: str, idx: int) -> str:
@@ -133,37 +134,38 @@ class Items:
                steps: Optional[list[str]] = None) -> str:
         """One chunk line: ``meta<TAB>record``, both JSON (a rejection has no record).
         ``steps``: the steps' words from an LLM paraphraser, when there is one."""
-        s, task = self.s, self.task
+        settings, task = self.settings, self.task
         if events is None or reason:
             return json.dumps({"reject": reason}) + "\t"
-        words = paraphrase.words(task, events, s.paraphraser, item_rng(s.task, split, s.seed, idx, "/words"),
-                                 style=s.style, notes=s.notes, slips=s.slips, steps=steps)
-        text = render(events, words, s.style, notes=s.notes)
+        rng = item_rng(settings.task, split, settings.seed, idx, "/words")
+        words = paraphrase.words(task, events, settings.paraphraser, rng,
+                                 style=settings.style, notes=settings.notes, slips=settings.slips, steps=steps)
+        text = render(events, words, settings.style, notes=settings.notes)
         record = {
             "Question": task.question(puzzle),
             "Answer": events[-1].value,
             "Reasoning": text,
-            "id": f"{s.task}/{split}/{s.seed}/{idx}",
-            "task": s.task,
+            "id": f"{settings.task}/{split}/{settings.seed}/{idx}",
+            "task": settings.task,
             "split": split,
-            "style": s.style,
+            "style": settings.style,
             "source": "synthetic" if self.traces is None else "imported",
             "puzzle": puzzle,
             # slips are written in the backspace style only; the others write the corrected step
             "stats": {**stats(events, text),
-                      "slips": sum(BACKSPACE in w for w in words) if s.style == "backspace" else 0,
+                      "slips": sum(BACKSPACE in w for w in words) if settings.style == "backspace" else 0,
                       **(task.record_stats(events) if task.record_stats is not None else {})},
         }
         heuristic = self.config_for(split, idx).heuristic
-        if s.mix:
+        if settings.mix:
             record["heuristic"] = heuristic
         leak_check = None if self.problems is not None or self.traces is not None else self.content_split
-        reason = validate.check(record, task, s.max_chars, leak_check)
+        reason = validate.check(record, task, settings.max_chars, leak_check)
         if reason is None and self.contamination is not None and self.contamination.hit(puzzle, record["Question"]):
             reason = "contaminated"
         meta = {"reject": reason, "key": task.puzzle_key(puzzle), "stats": record["stats"]}
-        if s.layout != "seed":
-            record = interop.export(s.layout, record, events, self.config_for(split, idx))
+        if settings.layout != "seed":
+            record = interop.export(settings.layout, record, events, self.config_for(split, idx))
         return json.dumps(meta) + "\t" + json.dumps(record, ensure_ascii=False)
 
 

@@ -29,32 +29,33 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def manifest_dict(s, report: dict, sizes: dict) -> dict:
+def manifest_dict(settings, report: dict, sizes: dict) -> dict:
     totals: dict[str, int] = {}
     for split in report.values():
         for reason, k in split["rejections"].items():
             totals[reason] = totals.get(reason, 0) + k
     config = {
-        "task": {"name": s.task, **dataclasses.asdict(s.task_config)},
-        "style": s.style, "paraphraser": s.paraphraser, "seed": s.seed,
-        "sizes": sizes, "problems": str(s.problems) if s.problems else None,
-        "max_chars": s.max_chars, "split_weights": s.split_weights,
-        "shard_size": s.shard_size, "workers": s.workers, "num_shards": s.num_shards,
-        "variants": s.variants(), "layout": s.layout,
-        "traces": {"file": str(s.traces), "layout": s.traces_layout, "on_bad_trace": s.on_bad_trace}
-        if s.traces else None,
-        "decontaminate": {"file": str(s.decontaminate), "ngram": s.decontaminate_ngram}
-        if s.decontaminate else None,
+        "task": {"name": settings.task, **dataclasses.asdict(settings.task_config)},
+        "style": settings.style, "paraphraser": settings.paraphraser, "seed": settings.seed,
+        "sizes": sizes, "problems": str(settings.problems) if settings.problems else None,
+        "max_chars": settings.max_chars, "split_weights": settings.split_weights,
+        "shard_size": settings.shard_size, "workers": settings.workers, "num_shards": settings.num_shards,
+        "variants": settings.variants(), "layout": settings.layout,
+        "traces": {"file": str(settings.traces), "layout": settings.traces_layout,
+                   "on_bad_trace": settings.on_bad_trace}
+        if settings.traces else None,
+        "decontaminate": {"file": str(settings.decontaminate), "ngram": settings.decontaminate_ngram}
+        if settings.decontaminate else None,
     }
     return {
-        "dataset": s.out.name,
+        "dataset": settings.out.name,
         "package": "backspace",
         "version": package_version(),
         "config": config,
         "counts": {split: r["records"] for split, r in report.items()},
         "rejections": dict(sorted(totals.items())),
         "splits": report,
-        "fingerprint": s.fingerprint(),
+        "fingerprint": settings.fingerprint(),
     }
 
 
