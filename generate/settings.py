@@ -244,7 +244,8 @@ def memory_bytes() -> Optional[int]:
 
 def check_fits_in_memory(sizes: dict, shard_size: int) -> None:
     """Refuse, naming the key, a size whose bookkeeping would not fit in half of this machine's
-    memory, before any work: n=10**12 once ran 14 s into a MemoryError and left .work behind."""
+    memory, before any work (without this check a huge n ran into a MemoryError and left .work
+    behind; README.md)."""
     memory = memory_bytes()
     if not memory:
         return
