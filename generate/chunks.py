@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from generate import interop
 from generate.finalise import Finaliser
-from generate.items import Items, _init_worker, _prepare, _work, read_problems
+from generate.items import Items, read_problems
 from generate.settings import Settings, hydra_output, same_config_or_error
-from generate.write import Mutex, RunLock, atomic_write_lines, atomic_write_text, check_out, chunk_path, \
-    is_our_manifest, remove_work
+from generate.write import (Mutex, RunLock, atomic_write_lines, atomic_write_text, check_out, chunk_path,
+                            is_our_manifest, remove_work)
 from solvers.config import ConfigError
 
 
@@ -137,7 +137,6 @@ class Generator(Finaliser):
             lines.append(self.items.finish(split, i, puzzle, events, reason, steps=job.result))
         return lines
 
-
     def run(self) -> Path:
         """Make the dataset in OUT, or the part of it that this shard makes. OUT was checked
         by ``settings`` (``check_out``); a ``RunLock`` keeps a second run of the same shard
@@ -185,4 +184,21 @@ def _counting(lines, bar):
     for line in lines:
         bar.update(1)
         yield line
+
+
+# The pool's workers: each is handed the Items once, when it starts (forked).
+_ITEMS: Optional[Items] = None
+
+
+def _init_worker(items: Items) -> None:
+    global _ITEMS
+    _ITEMS = items
+
+
+def _work(split: str, idx: int) -> str:
+    return _ITEMS(split, idx)
+
+
+def _prepare(split: str, idx: int) -> tuple:
+    return _ITEMS.prepare(split, idx)
 

@@ -23,8 +23,8 @@ from typing import Optional
 
 from generate import interop
 from generate.settings import SIZE_KEYS, same_config_or_error
-from generate.write import atomic_write_lines, atomic_write_text, chunk_path, dataset_card, is_our_manifest, \
-    manifest_dict, shard_path
+from generate.write import (atomic_write_lines, atomic_write_text, chunk_path, dataset_card, is_our_manifest,
+                            manifest_dict, shard_path)
 from solvers.config import ConfigError
 from solvers.trace import MalformedTrace, collapse
 
@@ -73,8 +73,6 @@ class Finaliser:
         same_config_or_error(json.loads(manifest.read_text())["fingerprint"], self.settings.fingerprint(),
                              self.settings.out)
         return True
-
-
 
     # The names finalising writes in OUT. Before it writes one it records it in
     # .work/made.json, so that a resumed finalise removes what an interrupted one left, and
@@ -247,7 +245,6 @@ class _Diversity:
 
     def summary(self) -> dict:
         return {f"distinct_{n}": round(len(g[0]) / g[1], 4) for n, g in self.grams.items() if g[1]}
-
 
 
 class _StatsAccumulator:

@@ -168,19 +168,3 @@ class Items:
             record = interop.export(settings.layout, record, events, self.config_for(split, idx))
         return json.dumps(meta) + "\t" + json.dumps(record, ensure_ascii=False)
 
-
-_ITEMS: Optional[Items] = None
-
-
-def _init_worker(items: Items) -> None:
-    global _ITEMS
-    _ITEMS = items
-
-
-def _work(split: str, idx: int) -> str:
-    return _ITEMS(split, idx)
-
-
-def _prepare(split: str, idx: int) -> tuple:
-    return _ITEMS.prepare(split, idx)
-
