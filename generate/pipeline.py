@@ -8,7 +8,10 @@ The work flows one way, one job per module:
 - ``generate.chunks``: the resumable runner (``Generator``), which writes chunks of items
   under a run lock, resumes from the chunks it has, and finalises once all exist;
 - ``generate.finalise``: chunks -> shards without rejects and repeats, then the card and
-  manifest, written by ``generate.write``.
+  manifest (``Finaliser``, the Generator's finalising half), written by ``generate.write``.
+
+Each imports only those above it and ``generate.write``, except that ``chunks`` imports
+``finalise`` (the Generator runs the finalising); tests/test_imports.py checks for circles.
 
 The names other code and the tests use are re-exported here.
 """
