@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> None:
         print(summary(out))
         if gen.timing["items"]:
             print(f"made {gen.timing['items']} items in {elapsed:.1f} s "
-                  f"({gen.timing['items'] / elapsed:.0f} items/s, {gen.s.workers} workers)")
+                  f"({gen.timing['items'] / elapsed:.0f} items/s, {gen.settings.workers} workers)")
     print(out)
 
 

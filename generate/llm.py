@@ -209,13 +209,13 @@ class Provider:
 
     name = ""
 
-    def __init__(self, c: LLMConfig, system: str = SYSTEM_PROMPT, schema: dict = SCHEMA,
+    def __init__(self, config: LLMConfig, system: str = SYSTEM_PROMPT, schema: dict = SCHEMA,
                  tool: str = "paraphrase") -> None:
-        self.c = c
+        self.config = config
         self.system, self.schema, self.tool = system, schema, tool  # what is asked, and the answer's shape
 
     def key(self, body: dict) -> str:
-        blob = json.dumps([self.name, self.c.base_url, PROMPT_VERSION, body], sort_keys=True, ensure_ascii=False)
+        blob = json.dumps([self.name, self.config.base_url, PROMPT_VERSION, body], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def body(self, turns: list[dict]) -> dict:
@@ -235,12 +235,12 @@ class OpenAIProvider(Provider):
 
     def client(self):
         import openai
-        return openai.AsyncOpenAI(api_key=self.c.api_key(), base_url=self.c.base_url, timeout=self.c.timeout,
-                                  max_retries=self.c.max_retries)
+        return openai.AsyncOpenAI(api_key=self.config.api_key(), base_url=self.config.base_url,
+                                  timeout=self.config.timeout, max_retries=self.config.max_retries)
 
     def body(self, turns: list[dict]) -> dict:
-        return {"model": self.c.model, "temperature": self.c.temperature, "max_tokens": self.c.max_tokens,
-                "messages": [{"role": "system", "content": self.system}] + turns,
+        return {"model": self.config.model, "temperature": self.config.temperature,
+                "max_tokens": self.config.max_tokens, "messages": [{"role": "system", "content": self.system}] + turns,
                 "response_format": {"type": "json_schema",
                                     "json_schema": {"name": self.tool, "strict": True, "schema": self.schema}}}
 
@@ -286,8 +286,8 @@ class OpenAIProvider(Provider):
 
     def sync_client(self):
         import openai
-        return openai.OpenAI(api_key=self.c.api_key(), base_url=self.c.base_url, timeout=self.c.timeout,
-                             max_retries=self.c.max_retries)
+        return openai.OpenAI(api_key=self.config.api_key(), base_url=self.config.base_url,
+                             timeout=self.config.timeout, max_retries=self.config.max_retries)
 
 
 class AnthropicProvider(Provider):
@@ -295,22 +295,22 @@ class AnthropicProvider(Provider):
 
     def client(self):
         import anthropic
-        return anthropic.AsyncAnthropic(api_key=self.c.api_key(), base_url=self.c.base_url, timeout=self.c.timeout,
-                                        max_retries=self.c.max_retries)
+        return anthropic.AsyncAnthropic(api_key=self.config.api_key(), base_url=self.config.base_url,
+                                        timeout=self.config.timeout, max_retries=self.config.max_retries)
 
     def sync_client(self):
         import anthropic
-        return anthropic.Anthropic(api_key=self.c.api_key(), base_url=self.c.base_url, timeout=self.c.timeout,
-                                   max_retries=self.c.max_retries)
+        return anthropic.Anthropic(api_key=self.config.api_key(), base_url=self.config.base_url,
+                                   timeout=self.config.timeout, max_retries=self.config.max_retries)
 
     def body(self, turns: list[dict]) -> dict:
-        body = {"model": self.c.model, "max_tokens": self.c.max_tokens,
+        body = {"model": self.config.model, "max_tokens": self.config.max_tokens,
                 "system": self.system, "messages": turns,
                 "tools": [{"name": self.tool, "description": TOOL_DESCRIPTIONS[self.tool],
                            "input_schema": self.schema}],
                 "tool_choice": {"type": "tool", "name": self.tool}}
         if _accepts_temperature():  # anthropic 2.x's Messages API has no temperature any more
-            body["temperature"] = self.c.temperature
+            body["temperature"] = self.config.temperature
         return body
 
     async def send(self, client, body: dict) -> dict:
@@ -355,8 +355,8 @@ def _accepts_temperature() -> bool:
     return "temperature" in inspect.signature(anthropic.resources.messages.AsyncMessages.create).parameters
 
 
-def provider(c: LLMConfig, **ask) -> Provider:
-    return {"openai": OpenAIProvider, "anthropic": AnthropicProvider}[c.name](c, **ask)
+def provider(config: LLMConfig, **ask) -> Provider:
+    return {"openai": OpenAIProvider, "anthropic": AnthropicProvider}[config.name](config, **ask)
 
 
 # ----------------------------------------------------------------------------- one trace
@@ -411,17 +411,17 @@ class Paraphraser:
     """Rewrites the steps of many traces. ``check(original, rewritten) -> reason | None``
     is the fidelity check a rewrite must pass."""
 
-    def __init__(self, c: LLMConfig, check) -> None:
-        self.c = c
-        self.p = provider(c)
+    def __init__(self, config: LLMConfig, check) -> None:
+        self.config = config
+        self.provider = provider(config)
         self.check = check
-        self.cache = Cache(c.cache_dir)
+        self.cache = Cache(config.cache_dir)
         self.usage = Usage()
         self._fresh: set[str] = set()  # keys a batch answered in this run: not cache hits
 
     def _judge(self, job: Job, answer: dict) -> list[str]:
         """Read an answer into the job; the reasons a retry should be told (empty: done)."""
-        steps, _ = self.p.read(answer)
+        steps, _ = self.provider.read(answer)
         texts, reason = steps_of(steps, len(job.steps))
         if reason:
             job.result, job.reason = None, reason
@@ -439,7 +439,7 @@ class Paraphraser:
         return problems
 
     async def _ask(self, client, sem: asyncio.Semaphore, body: dict) -> Optional[dict]:
-        key = self.p.key(body)
+        key = self.provider.key(body)
         answer = self.cache.get(key)
         if answer is not None:
             self.usage.cached += key not in self._fresh
@@ -447,39 +447,39 @@ class Paraphraser:
         async with sem:
             self.usage.requests += 1
             try:
-                answer = await self.p.send(client, body)
+                answer = await self.provider.send(client, body)
             except Exception as e:  # the SDK already retried 429/5xx/timeouts max_retries times
                 self.usage.failed += 1
-                print(f"paraphraser: request failed after {self.c.max_retries} retries: {type(e).__name__}: "
+                print(f"paraphraser: request failed after {self.config.max_retries} retries: {type(e).__name__}: "
                       f"{str(e)[:200]}")
                 return None
-        self.usage.count_tokens(self.p.read(answer)[1])
+        self.usage.count_tokens(self.provider.read(answer)[1])
         self.cache.put(key, answer)
         return answer
 
     async def _one(self, client, sem, job: Job) -> None:
         job.turns = [{"role": "user", "content": user_message(job.steps)}]
-        for attempt in range(2 if self.c.retry_on_reject else 1):
-            answer = await self._ask(client, sem, self.p.body(job.turns))
+        for attempt in range(2 if self.config.retry_on_reject else 1):
+            answer = await self._ask(client, sem, self.provider.body(job.turns))
             if answer is None:
                 job.result, job.reason = None, "paraphrase_failed"
                 return
             problems = self._judge(job, answer)
             if not problems:
                 return
-            if attempt == 0 and self.c.retry_on_reject:
+            if attempt == 0 and self.config.retry_on_reject:
                 self.usage.fidelity_retries += 1
-                job.turns = job.turns + [self.p.reply_turn(answer),
+                job.turns = job.turns + [self.provider.reply_turn(answer),
                                          {"role": "user", "content": retry_message(problems, job.steps)}]
 
     def run(self, jobs: list[Job], batch_file: Optional[Path] = None) -> None:
         """Paraphrase every job, live or (``batch``) through the batch API."""
-        if self.c.batch and batch_file is not None:
+        if self.config.batch and batch_file is not None:
             self._batch(jobs, batch_file)
 
         async def main() -> None:
-            client = self.p.client()
-            sem = asyncio.Semaphore(self.c.concurrency)
+            client = self.provider.client()
+            sem = asyncio.Semaphore(self.config.concurrency)
             try:
                 await asyncio.gather(*(self._one(client, sem, j) for j in jobs if j.steps))
             finally:
@@ -495,9 +495,9 @@ class Paraphraser:
         """Fill the cache through the batch API: first requests, then (retry_on_reject) the
         retries of the answers that failed the check. Each round's batch id is saved before
         polling, so a killed run resumes the same batch."""
-        client = self.p.sync_client()
+        client = self.provider.sync_client()
         saved = json.loads(batch_file.read_text()) if batch_file.exists() else {}
-        for rnd in range(2 if self.c.retry_on_reject else 1):
+        for rnd in range(2 if self.config.retry_on_reject else 1):
             bodies: dict[str, dict] = {}
             for i, j in enumerate(jobs):
                 if not j.steps:
@@ -505,48 +505,49 @@ class Paraphraser:
                 if rnd == 0:
                     j.turns = [{"role": "user", "content": user_message(j.steps)}]
                 else:  # a retry round: only for answers that failed the check
-                    answer = self.cache.get(self.p.key(self.p.body(j.turns)))
+                    answer = self.cache.get(self.provider.key(self.provider.body(j.turns)))
                     problems = self._judge(j, answer) if answer is not None else []
                     if not problems:
                         continue
-                    j.turns = j.turns + [self.p.reply_turn(answer), {"role": "user", "content": retry_message(problems, j.steps)}]
-                body = self.p.body(j.turns)
-                if self.cache.get(self.p.key(body)) is None:
+                    j.turns = j.turns + [self.provider.reply_turn(answer),
+                                         {"role": "user", "content": retry_message(problems, j.steps)}]
+                body = self.provider.body(j.turns)
+                if self.cache.get(self.provider.key(body)) is None:
                     bodies[f"r{rnd}-{i}"] = body
             if not bodies:
                 continue
             name = f"round{rnd}"
             if name not in saved:
-                saved[name] = self.p.submit_batch(client, bodies)
+                saved[name] = self.provider.submit_batch(client, bodies)
                 batch_file.parent.mkdir(parents=True, exist_ok=True)
                 batch_file.write_text(json.dumps(saved))
                 print(f"paraphraser: submitted batch {saved[name]} ({len(bodies)} requests); its id is in {batch_file}")
-            while (results := self.p.batch_results(client, saved[name])) is None:
-                time.sleep(self.c.batch_poll_seconds)
+            while (results := self.provider.batch_results(client, saved[name])) is None:
+                time.sleep(self.config.batch_poll_seconds)
             self.usage.requests += len(bodies)
             for cid, body in bodies.items():
                 answer = results.get(cid)
                 if answer is None:
                     self.usage.failed += 1
                     continue
-                self.usage.count_tokens(self.p.read(answer)[1])
-                self.cache.put(self.p.key(body), answer)
-                self._fresh.add(self.p.key(body))
+                self.usage.count_tokens(self.provider.read(answer)[1])
+                self.cache.put(self.provider.key(body), answer)
+                self._fresh.add(self.provider.key(body))
         # the live pass that follows finds these answers in the cache (a failed one is asked live)
 
 
 
-def usage_report(c: LLMConfig, files, prompt_version: str) -> dict:
+def usage_report(config: LLMConfig, files, prompt_version: str) -> dict:
     """The manifest's account of an LLM's use: the Usage files (one per chunk or process)
     summed, and the estimated cost at the configured prices (half in batch mode)."""
     total = Usage()
     for f in sorted(files):
         total.add(Usage(**json.loads(Path(f).read_text())))
-    price = total.input_tokens * c.price_input_per_mtok + total.output_tokens * c.price_output_per_mtok
-    return {"provider": c.name, "model": c.model, "base_url": c.base_url, "batch": c.batch,
+    price = total.input_tokens * config.price_input_per_mtok + total.output_tokens * config.price_output_per_mtok
+    return {"provider": config.name, "model": config.model, "base_url": config.base_url, "batch": config.batch,
             "prompt_version": prompt_version, **total.as_dict(),
-            "estimated_cost_usd": round(price / 1e6 * (0.5 if c.batch else 1.0), 6),
-            "price_per_mtok": {"input": c.price_input_per_mtok, "output": c.price_output_per_mtok}}
+            "estimated_cost_usd": round(price / 1e6 * (0.5 if config.batch else 1.0), 6),
+            "price_per_mtok": {"input": config.price_input_per_mtok, "output": config.price_output_per_mtok}}
 
 
 # ----------------------------------------------------------------------------- proposer
@@ -577,35 +578,35 @@ class Proposer:
     request: a re-run makes the same search and pays nothing). ``usage_file``: where this
     process's running usage is saved after every ask, for the manifest."""
 
-    def __init__(self, c: LLMConfig, usage_file: Optional[Path] = None) -> None:
-        self.c = c
-        self.p = provider(c, system=PROPOSE_PROMPT, schema=PROPOSE_SCHEMA, tool="propose")
-        self.cache = Cache(c.cache_dir)
+    def __init__(self, config: LLMConfig, usage_file: Optional[Path] = None) -> None:
+        self.config = config
+        self.provider = provider(config, system=PROPOSE_PROMPT, schema=PROPOSE_SCHEMA, tool="propose")
+        self.cache = Cache(config.cache_dir)
         self.usage = Usage()
         self.usage_file = usage_file
         self._client = None
 
     def __call__(self, question: str, steps: list[str], k: int) -> list[str]:
-        body = self.p.body([{"role": "user", "content": propose_message(question, steps, k)}])
-        key = self.p.key(body)
+        body = self.provider.body([{"role": "user", "content": propose_message(question, steps, k)}])
+        key = self.provider.key(body)
         answer = self.cache.get(key)
         if answer is not None:
             self.usage.cached += 1
         else:
             if self._client is None:
-                self._client = self.p.sync_client()
+                self._client = self.provider.sync_client()
             self.usage.requests += 1
             try:
-                answer = self.p.send_sync(self._client, body)
+                answer = self.provider.send_sync(self._client, body)
             except Exception as e:  # the SDK already retried 429/5xx/timeouts max_retries times
                 self.usage.failed += 1
                 self._save()
-                raise ProposeFailed(f"proposer: request failed after {self.c.max_retries} retries: "
+                raise ProposeFailed(f"proposer: request failed after {self.config.max_retries} retries: "
                                     f"{type(e).__name__}: {str(e)[:200]}") from None
-            self.usage.count_tokens(self.p.read(answer)[1])
+            self.usage.count_tokens(self.provider.read(answer)[1])
             self.cache.put(key, answer)
         self._save()
-        return candidates_of(self.p.read(answer)[0])[:k]
+        return candidates_of(self.provider.read(answer)[0])[:k]
 
     def _save(self) -> None:
         if self.usage_file is not None:

@@ -1,5 +1,6 @@
-"""What a finished dataset says about itself (manifest.json and the README.md card), and
-the folder it is written into: whose it is, and which run holds it."""
+"""What a finished dataset says about itself (manifest.json and the README.md card), the
+folder it is written into (whose it is, and which run holds it), and how a file in it is
+written: whole or not at all."""
 
 from __future__ import annotations
 
@@ -14,39 +15,47 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from solvers.config import ConfigError
 from solvers.trace import BACKSPACE
 
 
-def manifest_dict(s, report: dict, sizes: dict) -> dict:
-    from generate.pipeline import package_version
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("backspace")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def manifest_dict(settings, report: dict, sizes: dict) -> dict:
     totals: dict[str, int] = {}
     for split in report.values():
         for reason, k in split["rejections"].items():
             totals[reason] = totals.get(reason, 0) + k
     config = {
-        "task": {"name": s.task, **dataclasses.asdict(s.task_config)},
-        "style": s.style, "paraphraser": s.paraphraser, "seed": s.seed,
-        "sizes": sizes, "problems": str(s.problems) if s.problems else None,
-        "max_chars": s.max_chars, "split_weights": s.split_weights,
-        "shard_size": s.shard_size, "workers": s.workers, "num_shards": s.num_shards,
-        "variants": s.variants(), "layout": s.layout,
-        "traces": {"file": str(s.traces), "layout": s.traces_layout, "on_bad_trace": s.on_bad_trace}
-        if s.traces else None,
-        "decontaminate": {"file": str(s.decontaminate), "ngram": s.decontaminate_ngram}
-        if s.decontaminate else None,
+        "task": {"name": settings.task, **dataclasses.asdict(settings.task_config)},
+        "style": settings.style, "paraphraser": settings.paraphraser, "seed": settings.seed,
+        "sizes": sizes, "problems": str(settings.problems) if settings.problems else None,
+        "max_chars": settings.max_chars, "split_weights": settings.split_weights,
+        "shard_size": settings.shard_size, "workers": settings.workers, "num_shards": settings.num_shards,
+        "variants": settings.variants(), "layout": settings.layout,
+        "traces": {"file": str(settings.traces), "layout": settings.traces_layout,
+                   "on_bad_trace": settings.on_bad_trace}
+        if settings.traces else None,
+        "decontaminate": {"file": str(settings.decontaminate), "ngram": settings.decontaminate_ngram}
+        if settings.decontaminate else None,
     }
     return {
-        "dataset": s.out.name,
+        "dataset": settings.out.name,
         "package": "backspace",
         "version": package_version(),
         "config": config,
         "counts": {split: r["records"] for split, r in report.items()},
         "rejections": dict(sorted(totals.items())),
         "splits": report,
-        "fingerprint": s.fingerprint(),
+        "fingerprint": settings.fingerprint(),
     }
 
 
@@ -118,6 +127,37 @@ def summary(out: Path) -> str:
             f"p95 {st.get('characters_p95', 0):>5}  abandoned steps in {100 * st.get('with_abandoned_steps', 0):.1f}% "
             f"(mean {st.get('abandoned_steps_mean', 0)})  rejected: {rej}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- files
+
+def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
+    """Write lines to ``path`` through a temporary file renamed into place: the file
+    exists only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+            count += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_lines(path, iter([text.rstrip("\n")]))
+
+
+def chunk_path(out: Path, split: str, start: int, stop: int) -> Path:
+    return out / ".work" / split / f"chunk-{start:09d}-{stop:09d}.jsonl"
+
+
+def shard_path(out: Path, split: str, shard: int) -> Path:
+    return out / split / f"shard-{shard:05d}.jsonl"
 
 
 # ----------------------------------------------------------------------------- the output folder

@@ -317,7 +317,7 @@ GiB = 2**30
 def test_a_size_too_large_for_memory_is_refused_before_anything_is_written(tmp_path, gen_cfg, monkeypatch,
                                                                           memory, overrides, key):
     if memory is not None:
-        monkeypatch.setattr(pipeline, "memory_bytes", lambda: memory)
+        monkeypatch.setattr("generate.settings.memory_bytes", lambda: memory)
     out = tmp_path / "big"
     t0 = time.monotonic()
     with pytest.raises(ConfigError) as e:
@@ -332,7 +332,7 @@ def test_a_size_too_large_for_memory_is_refused_before_anything_is_written(tmp_p
     (10**6, 1),        # a million one-record chunks: about 0.4 GiB
 ])
 def test_a_size_that_fits_is_accepted(tmp_path, gen_cfg, monkeypatch, n, shard_size):
-    monkeypatch.setattr(pipeline, "memory_bytes", lambda: 8 * GiB)
+    monkeypatch.setattr("generate.settings.memory_bytes", lambda: 8 * GiB)
     s = pipeline.settings(gen_cfg(tmp_path / "ok", n=n, shard_size=shard_size))
     assert s.sizes["train"] == n
 
