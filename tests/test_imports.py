@@ -19,9 +19,6 @@ ML_LIBRARIES = {"torch", "transformers", "trl", "peft", "datasets", "accelerate"
 KNOWN_CIRCLES = {
     ("train.decode", "train.evaluate"):
         "evaluate.generate (the visible decoding) belongs in decode.py; being moved in another branch",
-    ("solvers.program", "solvers.program_tool"):
-        "program.py re-exports program_tool's names at its foot (from solvers.program_tool import ...) "
-        "while program_tool imports program; callers are to import them from program_tool",
 }
 
 
