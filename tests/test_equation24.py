@@ -2,10 +2,14 @@
 rules (whole numbers in the search, any exact expression in the verifier), its inputs'
 errors and its independent checker."""
 
+import json
 import random
+import threading
+import urllib.request
 
 import pytest
 
+from generate.record import SAMPLED_TASKS, Recorder, RecordServer
 from solvers import TASKS, equation24
 from solvers.config import ConfigError
 from solvers.equation24 import Config, parse_puzzle, sample, search, solve, verify
@@ -115,3 +119,31 @@ def test_independent_checker_agrees_with_the_verifier(completion, right):
     puzzle = {"digits": [4, 7, 8, 8], "target": 24}
     assert TASKS["equation24"].CHECKER is equation24.independent_check
     assert equation24.independent_check(puzzle, completion) is right
+
+
+def test_the_recorder_serves_its_questions_and_takes_a_text_answer(tmp_path):
+    """python -m generate.record --task equation24, over its HTTP API as tests/test_record.py drives it:
+    listed as a task, a question drawn, an expression (not an integer) checked and saved."""
+    assert "equation24" in SAMPLED_TASKS
+    server = RecordServer(Recorder(task="equation24", out=tmp_path), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def post(path, body):
+        req = urllib.request.Request(server.url.rstrip("/") + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as reply:
+            return json.loads(reply.read())
+
+    try:
+        q = post("/api/next", {})
+        assert q["task"] == "equation24" and q["answer_kind"] == "text"
+        puzzle = server.recorder.question(q["id"]).puzzle
+        answer = search(puzzle, Config(), random.Random(0), budget=None)[-1].value
+        assert post("/api/check", {"id": q["id"], "answer": "1 + 2 + 3 + 4"})["correct"] is False
+        saved = post("/api/save", {"id": q["id"], "answer": answer, "reasoning": f"No.\n\b\b\b\bAnswer: {answer}"})
+        assert saved["correct"] is True
+        record = json.loads((tmp_path / saved["saved"]).read_text())
+        assert record["Answer"] == answer and record["puzzle"] == puzzle
+    finally:
+        server.shutdown()
+        server.server_close()
