@@ -164,6 +164,15 @@ def solve(puzzle: dict, config: Config, rng: random.Random) -> Optional[list[Eve
     return search(puzzle, config, rng, config.max_steps)
 
 
+def solve_given(puzzle: dict, config: Config, rng: random.Random) -> tuple[Optional[list[Event]], str]:
+    """A puzzle from ``problems=FILE``: its trace, or why not. ``no_solution`` when the complete
+    search finds none (by whole numbers: 3, 3, 8, 8), ``unsolved`` when it needs more than max_steps."""
+    events = solve(puzzle, config, rng)
+    if events is not None:
+        return events, ""
+    return None, "unsolved" if search(puzzle, config, rng, budget=None) else "no_solution"
+
+
 # ----------------------------------------------------------------------------- words
 
 # The first phrase of each list is the plain wording (paraphraser=none); the template

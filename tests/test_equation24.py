@@ -1,6 +1,6 @@
 """task=equation24: what tests/test_tasks.py's contract loop cannot know about this task: its
 rules (whole numbers in the search, any exact expression in the verifier), its inputs'
-errors and its independent checker."""
+errors, its independent checker and the recorder serving it."""
 
 import json
 import random
@@ -67,6 +67,17 @@ def test_max_steps_is_the_budget_of_a_trace():
     written = sum(isinstance(e, Step) for e in full)
     assert solve(puzzle, Config(max_steps=written), random.Random(0)) == full
     assert solve(puzzle, Config(max_steps=written - 1), random.Random(0)) is None
+
+
+@pytest.mark.parametrize("digits, max_steps, reason", [
+    ([4, 7, 8, 8], 20, ""),               # traced
+    ([4, 7, 8, 8], 1, "unsolved"),        # it has a solution, but not within one written step
+    ([3, 3, 8, 8], 20, "no_solution"),    # the complete search proves there is none by whole numbers
+])
+def test_a_given_puzzle_is_traced_or_rejected_with_the_reason(digits, max_steps, reason):
+    events, why = equation24.solve_given({"digits": digits, "target": 24}, Config(max_steps=max_steps),
+                                         random.Random(0))
+    assert why == reason and (events is not None) == (reason == "")
 
 
 @pytest.mark.parametrize("target", [24, 10, 100])
