@@ -122,7 +122,6 @@ def search(puzzle: dict, config: Config, rng: random.Random, budget: Optional[in
 
     def dfs(numbers: list[tuple[int, str, int]]) -> bool:  # (value, expression, precedence)
         values = sorted(n[0] for n in numbers)
-        pairs = [(i, j) for i in range(len(numbers)) for j in range(i + 1, len(numbers))]
         if len(numbers) == 2:  # the last move is done in the head: write it only if it hits
             x, y = sorted(numbers, reverse=True)
             for a, op, b, r in _moves(x[0], y[0]):
@@ -131,14 +130,15 @@ def search(puzzle: dict, config: Config, rng: random.Random, budget: Optional[in
                     rec.answer(_join(x[1:], op, y[1:])[0])
                     return True
             return False
-        moves = []
-        for i, j in pairs:
-            x, y = sorted((numbers[i], numbers[j]), reverse=True)
-            rest = [n for k, n in enumerate(numbers) if k not in (i, j)]
-            for a, op, b, r in _moves(x[0], y[0]):
-                left = sorted([n[0] for n in rest] + [r])
-                if (a, op, b) not in [m[:3] for m in moves]:
-                    moves.append((a, op, b, r, left, rest + [(r, *_join(x[1:], op, y[1:]))]))
+        moves = {}  # (a, op, b) -> the move: 8 + 8 from either pair of 8s is one move
+        for i in range(len(numbers)):
+            for j in range(i + 1, len(numbers)):
+                x, y = sorted((numbers[i], numbers[j]), reverse=True)
+                rest = [n for k, n in enumerate(numbers) if k not in (i, j)]
+                for a, op, b, r in _moves(x[0], y[0]):
+                    left = sorted([n[0] for n in rest] + [r])
+                    moves.setdefault((a, op, b), (a, op, b, r, left, rest + [(r, *_join(x[1:], op, y[1:]))]))
+        moves = list(moves.values())
         if config.heuristic == "random":
             rng.shuffle(moves)
         else:  # closest: the move that leaves a number nearest the target first
