@@ -5,11 +5,11 @@ ones, and ``register`` checks a module against it. ``TASKS`` maps a task's name 
 ``tests/test_tasks.py`` holds every entry to the contract in use.
 """
 
-from solvers import arithmetic, countdown, graph, llm_search, program, sudoku
+from solvers import arithmetic, countdown, equation24, graph, llm_search, program, sudoku
 from solvers.task import Task, register
 
 TASKS: dict[str, Task] = {}
-for _module in (countdown, arithmetic, graph, sudoku,
+for _module in (countdown, arithmetic, graph, sudoku, equation24,
                 llm_search,  # needs problems=FILE and a proposer: solve(..., propose=)
                 program):    # runs every program it writes in solvers/sandbox.py
     register(_module, TASKS)
