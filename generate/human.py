@@ -43,6 +43,10 @@ it into place, so the file is complete or not there at all.
 A good file becomes a record with the seed fields verbatim and ``source: "human"``. Files
 that name no task get ``task: "human"`` and ``puzzle: {"Question", "Answer"}``: rewards and
 evaluation then check an answer against the known Answer (``solvers.verifier``).
+
+One file: reading files a person wrote without trusting them is one job, from the bounded
+reader and parser (``read_bytes``, ``parse``, which the recorder reuses) to the checks behind
+the reasons above and the CLI.
 """
 
 from __future__ import annotations

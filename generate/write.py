@@ -1,6 +1,9 @@
 """What a finished dataset says about itself (manifest.json and the README.md card), the
 folder it is written into (whose it is, and which run holds it), and how a file in it is
-written: whole or not at all."""
+written: whole or not at all. One file, not three, because they answer one question, whether
+a folder is a dataset of this project that a run may write (and finish) without losing a
+file: the manifest is what marks a finished folder as ours, the run locks mark an unfinished
+one, and the atomic writes keep every file whole."""
 
 from __future__ import annotations
 
