@@ -1,6 +1,5 @@
 """The recorder's HTTP server (``python -m generate.record``): the page, and the JSON API
 through which it asks ``generate.record.Recorder`` for questions, checks answers and saves.
-``Recorder`` and ``Question`` in annotations here are that module's: it imports this one.
 
 Safety: binds to 127.0.0.1; the server chooses every file name (a request that names one
 gets 400); bodies over ``--max-body`` bytes get 413, malformed JSON or headers (a
@@ -25,9 +24,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from generate.human import BadFile, parse
+
+if TYPE_CHECKING:  # annotations only: generate.record imports this module
+    from generate.record import Question, Recorder
 
 BUDGET = 2048            # the seed format's "ideally under 2048 characters" of Reasoning
 MAX_BODY = 64 * 1024     # 2048 characters plus their timings is about 30 KB of JSON

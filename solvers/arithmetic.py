@@ -66,6 +66,9 @@ Distinct puzzles: division 97 divisors x 990
 quotients = 96,030; linear 30 roots x 11 slopes x 100 constants = 33,000; quadratic 30 x 30
 roots x 2 forms = 1,800 (counted: 1,800 distinct keys in 40,000 draws), so a large dataset
 needs a larger ``lead_max`` (3: 5,400) or ``root_max``.
+
+Over 400 lines because a task is one module (solvers/task.py), and this one has three kinds of
+question, each with its own search (long division, guessing x, bisecting).
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ search, only one that left some branches untried.
 (the search as it ran, the default), a number, a range ``[lo, hi]`` or a distribution
 ``{number: weight}`` of dead ends to show. A trace shows fewer when the search met fewer
 or when more would not fit ``max_steps``.
+
+Over 400 lines because a task is one module (solvers/task.py): Countdown's puzzles, its
+depth-first search and the cutting of a complete search to budget, wording and verifier.
 """
 
 from __future__ import annotations

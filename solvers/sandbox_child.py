@@ -6,7 +6,8 @@ Order matters: namespaces, mounts and the uid drop need root, so they come first
 modules are loaded before seccomp forbids new executable memory; Landlock and seccomp come
 before the Python layer, whose audit hook would refuse the ctypes calls they need. All setup
 happens inside functions, so that nothing it used (ctypes above all) stays reachable from the
-program through this module's globals.
+program through this module's globals. One file because it runs alone, as a script, before
+the program: it can import nothing of the project.
 """
 
 import builtins

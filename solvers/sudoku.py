@@ -31,10 +31,10 @@ The sampler fills a grid at random, then empties cells in random order as long a
 puzzle keeps exactly one solution, until ``blanks`` cells are empty (a fresh grid when one
 pass cannot get there). Every unique puzzle with k blanks can come out, so the default
 (4x4, 11 blanks) can make 284,160 distinct puzzles (counted exhaustively over the 288 4x4
-grids; 10 blanks: 1,041,408; 12: 25,728). Default config, 1000 puzzles, template wording:
-73% of traces abandon a guess; backspace trace length p50 439, p95 858, max 1,318
-characters (another seeded 1000: 71%, p95 873, max 1,577); ~1,100 puzzles/s sampled and
-solved on one core (solve alone ~10,000/s).
+grids; 10 blanks: 1,041,408; 12: 25,728). Trace lengths and speeds: docs/tasks.md, "Sudoku".
+
+Over 400 lines because a task is one module (solvers/task.py): grid, sampler, search, wording
+and verifier of Sudoku, read top to bottom.
 """
 
 from __future__ import annotations

@@ -32,7 +32,14 @@ def imported(path: Path, modules: set[str]) -> set[str]:
     llm`` is ``generate.llm``), other packages by their top-level name."""
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    # imports under `if TYPE_CHECKING:` never run: annotations only, no edge of the graph
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name if a.name in modules else a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
