@@ -25,7 +25,7 @@ def run(c: dict, run_dir: Path) -> dict:
     from train import grpo, sft
     from train.data import dataset_dir, prompt_of, read_split
     from train.evaluate import evaluate
-    from train.model import build_model, count_parameters, lora_config
+    from train.model import build_model, count_parameters, lora_config, place
     from train.tokenizer import build_char_tokenizer, check_ordinary, load_tokenizer
     from train.trl_configs import grpo_config, sft_config
 
@@ -81,7 +81,7 @@ def run(c: dict, run_dir: Path) -> dict:
             raise ConfigError("model.max_position_embeddings", f"{budget} positions are fewer than the longest "
                               f"prompt ({longest_prompt} tokens) plus the completion budget ({need - longest_prompt})")
     peft_config = lora_config(c["peft"])
-    model = build_model(c, tokenizer, c.get("init_from"))
+    model = place(build_model(c, tokenizer, c.get("init_from")), c)  # on hardware's device, for every stage
     metrics: dict = {"parameters": count_parameters(model), "dataset": str(data_dir),
                      "style": c["data"]["style"], "train_records": len(train_records)}
     print(f"model: {metrics['parameters'] / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}; "

@@ -157,7 +157,11 @@ def run(model, tokenizer, train_records: list[dict], data_dir: Path, c: dict, ru
     from train import sft
     from train.trl_configs import sft_config
 
+    from train.model import place
+
     imp = c["improve"]
+    if generate is None:  # sampling runs on hardware's device (a retraining leaves the model there too)
+        model = place(model, c)
     heldout = heldout_keys(data_dir)
     c2 = retrain_config(c)
     entries = []
