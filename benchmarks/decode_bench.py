@@ -52,8 +52,8 @@ def main(threads: int = 1) -> None:
                                   max_new_tokens=256, batch_size=64, decoding=decoding,
                                   self_backtrack={"n": 4, "b": 2, "score": "logprob"})
             dt = time.perf_counter() - t0
-            returned = sum(n for rows in out for _, n in rows)
-            erasing = sum(t.count("\b") + t.count("<backtrack>") for rows in out for t, _ in rows)
+            returned = sum(n for rows in out for _, n, *_ in rows)
+            erasing = sum(t.count("\b") + t.count("<backtrack>") for rows in out for t, *_ in rows)
             print(f"backspace bias {bias:3.1f}  {decoding:14s} {dt:6.2f} s  generated {generated[0]:6d} "
                   f"({generated[0] / dt:6.0f} tok/s)  returned {returned:6d} ({returned / dt:6.0f} tok/s)  "
                   f"erasing tokens returned {erasing}")

@@ -68,12 +68,15 @@ CASES = [
 
 
 @pytest.mark.parametrize("decoding, bias, seed", CASES)
-def test_greedy_tokens_match_the_old_loops_and_unbatched_decoding(tok, decoding, bias, seed):
+def test_greedy_tokens_match_the_old_loops_and_unbatched_decoding(tok, decoding, bias, seed, monkeypatch):
     model = llama(tok, seed, bias)
     old = run(reference, model, tok, decoding, batch_size=len(PROMPTS))
     alone = run(decode, model, tok, decoding, batch_size=1)      # one row at a time: nothing to share
-    for batch_size in (3, len(PROMPTS)):                         # 3 < 8 prompts: rows are refilled
-        assert run(decode, model, tok, decoding, batch_size) == old, batch_size
+    assert run(decode, model, tok, decoding, batch_size=3) == old   # whole batches of 3 (the CPU default)
+    for refill in (1, 2):                                        # rows join as 1 or 2 slots free up (GPU)
+        monkeypatch.setattr(decode, "_refill_default", lambda batch_size, device: refill)
+        for batch_size in (3, len(PROMPTS)):                     # 3 < 8 prompts: rows are refilled
+            assert run(decode, model, tok, decoding, batch_size) == old, (batch_size, refill)
     assert alone == old
     limit = [n == MAX_NEW for (_, n), in old]
     assert any(limit) and not all(limit)   # some rows loop to the limit, others stop early: refills happen
@@ -135,10 +138,11 @@ def test_self_backtrack_samples_what_the_old_loop_sampled_when_all_rows_fit(tok)
     assert any(BT in t for rows in outs[0] for t, *_ in rows)
 
 
-def test_sampled_rows_are_all_returned_in_prompt_order(tok):
-    """More sampled rows than the batch: every prompt gets its k completions, each at most
-    MAX_NEW tokens, and a prompt's rows are its own (the 'ab' prompt is 3 rows in the middle)."""
+def test_sampled_rows_are_all_returned_in_prompt_order(tok, monkeypatch):
+    """More sampled rows than the batch, joining as single slots free up: every prompt gets
+    its k completions, each at most MAX_NEW tokens."""
     model = llama(tok, 2)
+    monkeypatch.setattr(decode, "_refill_default", lambda batch_size, device: 1)
     torch.manual_seed(0)
     for decoding in ("visible", "erase"):
         out = decode.generate(model, tok, PROMPTS, num_return_sequences=3, do_sample=True, temperature=1.0,

@@ -227,10 +227,12 @@ def _cache_kwarg(model) -> str:
 
 
 def _refill_default(batch_size: int, device) -> int:
-    """Free slots that make waiting rows join the batch: each join is one prefill call, so on a
-    GPU (where a call costs its launches, not its arithmetic) rows join in groups of 1/8 of the
-    batch; on the CPU as soon as one slot is free."""
-    return 1 if getattr(device, "type", "cpu") == "cpu" else max(1, batch_size // 8)
+    """Free slots that make waiting rows join the batch. On a GPU, where a model call costs its
+    launches rather than its arithmetic, rows join in groups of 1/8 of the batch (each join is
+    one prefill call). On the CPU the cost is the arithmetic, and a joining row is left padded
+    to the longest running row, so rows join only when the whole batch is done (the batches of
+    before continuous batching; see docs/study-gpu.md for the measurement)."""
+    return batch_size if getattr(device, "type", "cpu") == "cpu" else max(1, batch_size // 8)
 
 
 def _left_pad(t, width: int, dim: int):
