@@ -79,9 +79,10 @@ def run(model, rows: list[dict], *, batch_size: int, bucket_batches: int | None,
     return {"tokens": tokens, "seconds": round(seconds, 2), "tokens_per_second": round(tokens / seconds, 1)}
 
 
-def for_run(run_dir, records: list[dict]) -> dict:
+def for_run(run_dir, records: list[dict] | None = None) -> dict:
     """The plain loop for a finished ``python -m train`` run: its config, its tokenizer, a fresh
-    model from its model config, its SFT steps (``metrics.json``), on hardware's device."""
+    model from its model config, its SFT steps (``metrics.json``), on hardware's device, over
+    ``records`` (default: the run's train split, from the data cache)."""
     import json
     from pathlib import Path
 
@@ -91,6 +92,9 @@ def for_run(run_dir, records: list[dict]) -> dict:
 
     run_dir = Path(run_dir)
     c = json.loads((run_dir / "config.json").read_text())
+    if records is None:
+        from train.data import dataset_dir, read_split
+        records = read_split(dataset_dir(c["data"]), "train")
     m = json.loads((run_dir / "metrics.json").read_text())
     tokenizer = load_tokenizer(run_dir / "sft")
     model = place(build_model(c, tokenizer), c)
