@@ -88,3 +88,35 @@ def test_smoke_runs_every_stage_and_writes_one_table(tmp_path):
     assert "the trainer runs at" in table                       # the plain-loop ratio
     assert (out / "report.md").exists() and (out / "runs" / "c3_backspace_grpo" / "metrics.json").exists()
     assert table in r.stdout
+
+
+# ----------------------------------------------------------------------------- make wheelhouse
+
+def test_make_wheelhouse_downloads_every_pinned_requirement_but_torch_for_the_chosen_python(tmp_path):
+    """``make -n`` prints the commands without running them (nothing is downloaded here)."""
+    import shutil
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    stamp = tmp_path / "installed"
+    stamp.touch()  # newer than pyproject.toml: make -n does not print the install step
+    r = subprocess.run(["make", "-n", "wheelhouse", f"STAMP={stamp}", "PY=python", "WHEEL_PYTHON=3.12",
+                        "WHEELHOUSE=/tmp/wh"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.replace("\\\n", " ").splitlines()
+    download = next(line for line in lines if "pip download" in line).split()
+    assert download[download.index("--python-version") + 1] == "3.12"
+    platforms = [download[i + 1] for i, w in enumerate(download) if w == "--platform"]
+    assert "manylinux2014_x86_64" in platforms and "manylinux_2_28_x86_64" in platforms
+    assert {"--no-deps", "--prefer-binary"} <= set(download)           # exactly the pinned list, wheels first
+    assert download[download.index("-r") + 1] == "/tmp/wh/requirements.txt"
+    assert any("benchmarks.wheelhouse" in line and "> /tmp/wh/requirements.txt" in line for line in lines)
+    assert any("pip wheel --no-deps" in line and "/tmp/wh" in line for line in lines)   # the project's own wheel
+
+
+def test_the_wheelhouse_requirements_pin_the_training_stack_and_leave_torch_out():
+    from benchmarks.wheelhouse import closure
+    pins = closure()
+    for name in ("trl", "transformers", "datasets", "hydra-core", "peft", "accelerate"):   # what gpu_study runs
+        assert name in pins
+    assert not [n for n in pins if n == "torch" or n.startswith("nvidia-") or n == "triton"]
+    assert "backspace" not in pins                          # the project's own wheel is built, not downloaded
