@@ -397,19 +397,20 @@ def _run(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool
         if not keep:
             continue      # waiting rows, if any, start a new batch
         live = batch.live
-        for j, drop in enumerate(drops):
-            if drop:
-                slots = live[j].nonzero().squeeze(1)
-                live[j, slots[-drop:]] = False
-                compact = True
+        if any(drops):  # each row's last ``drop`` live slots die: one mask op for the batch, no per-row sync
+            from_right = live.flip(1).long().cumsum(1).flip(1)  # live slots at or after each slot
+            drop = torch.tensor(drops, device=device)[:, None]
+            live = live & (from_right > drop)
+            compact = True
         if compact:
             live = _compact(batch.cache, live)
         width = max(map(len, feeds))
-        ids = torch.full((len(keep), width), pad, dtype=torch.long, device=device)
-        fed = torch.zeros((len(keep), width), dtype=torch.bool, device=device)
+        ids = torch.full((len(keep), width), pad, dtype=torch.long)
+        fed = torch.zeros((len(keep), width), dtype=torch.bool)
         for j, f in enumerate(feeds):
-            ids[j, width - len(f):] = torch.tensor(f, device=device)
+            ids[j, width - len(f):] = torch.tensor(f)
             fed[j, width - len(f):] = True
+        ids, fed = ids.to(device), fed.to(device)  # one copy each to the device
         positions = live.sum(1, keepdim=True) + (fed.long().cumsum(1) - 1).clamp(min=0)
         batch.live = torch.cat([live, fed], dim=1)
         batch.logits = batch.forward(batch.cache, ids, batch.live, positions)
