@@ -9,7 +9,8 @@ sampling at temperature 1, on the CPU. ``--size 25m`` is the GPU study's model
 run adds a bias to its logit that makes about one token in 8 a backspace: the cost of erasing.
 "generated" counts every token the model chose (self_backtrack's discarded samples included;
 model.generate also steps finished rows until its batch ends); "returned" counts the tokens of
-the completions handed back.
+the completions handed back; "attention-mask cells" sums rows x slots over the model calls
+(the attention's work). ``--reference``: the loops of before continuous batching.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     parser.add_argument("--modes", default="generate," + ",".join(decode.DECODINGS),
                         help="comma-separated: generate (model.generate) and eval.decoding modes")
+    parser.add_argument("--reference", action="store_true", help="the loops of before continuous batching "
+                        "(tests/decode_reference.py, train/decode.py at commit 3112027), for a before/after")
     args = parser.parse_args(argv)
+    if args.reference:
+        from tests import decode_reference as decode
 
     torch.set_num_threads(args.threads)
     tok = build_char_tokenizer([])
@@ -56,17 +61,20 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             model.lm_head.weight.data = model.lm_head.weight.data.clone()  # untie, then bias one row
             model.config.tie_word_embeddings = False
-        generated = [0]
+        generated, calls, cells = [0], [0], [0]
 
         def count(module, args_, kwargs, output):
             ids = kwargs.get("input_ids")
             generated[0] += ids.shape[0]
+            calls[0] += 1
+            mask = kwargs.get("attention_mask")
+            cells[0] += mask.numel() if mask is not None else ids.numel()
             output.logits[:, -1, backspace] += bias
             return output
 
         model.register_forward_hook(count, with_kwargs=True)
         for mode in args.modes.split(","):
-            generated[0] = 0
+            generated[0] = calls[0] = cells[0] = 0
             kw = dict(num_return_sequences=1, do_sample=True, temperature=1.0, max_new_tokens=args.max_new_tokens,
                       batch_size=args.batch_size)
             if args.device.startswith("cuda"):
@@ -85,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
             name = "model.generate" if mode == "generate" else mode
             print(f"backspace bias {bias:3.1f}  {name:14s} {dt:6.2f} s  generated {generated[0]:7d} "
                   f"({generated[0] / dt:7.0f} tok/s)  returned {returned:7d} ({returned / dt:7.0f} tok/s)  "
-                  f"erasing tokens returned {erasing}", flush=True)
+                  f"erasing tokens returned {erasing}  model calls {calls[0]}  attention-mask cells {cells[0]}",
+                  flush=True)
 
 
 if __name__ == "__main__":
