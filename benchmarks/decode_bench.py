@@ -42,9 +42,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated: generate (model.generate) and eval.decoding modes")
     parser.add_argument("--reference", action="store_true", help="the loops of before continuous batching "
                         "(tests/decode_reference.py, train/decode.py at commit 3112027), for a before/after")
+    parser.add_argument("--refill", type=int, default=None, help="free slots that let waiting rows join "
+                        "(default: the whole batch on the CPU, 1/8 of it on a GPU)")
+    parser.add_argument("--sync-every", type=int, default=None, help="visible decoding: steps between the "
+                        "host's looks at the batch (default: 1 on the CPU, train.decode.SYNC_EVERY on a GPU)")
     args = parser.parse_args(argv)
     if args.reference:
         from tests import decode_reference as decode
+    elif args.refill:
+        decode._refill_default = lambda batch_size, device: args.refill
 
     torch.set_num_threads(args.threads)
     tok = build_char_tokenizer([])
@@ -83,8 +89,9 @@ def main(argv: list[str] | None = None) -> None:
             if mode == "generate":
                 out = hf_generate(model, tok, prompts, **kw)
             else:
+                more = {"sync_every": args.sync_every} if args.sync_every and not args.reference else {}
                 out = decode.generate(model, tok, prompts, decoding=mode,
-                                      self_backtrack={"n": 4, "b": 2, "score": "logprob"}, **kw)
+                                      self_backtrack={"n": 4, "b": 2, "score": "logprob"}, **kw, **more)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
