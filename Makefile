@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test bench clean wheelhouse
+.PHONY: install demo test bench clean wheelhouse gpu-wheels
 
 install: $(STAMP)
 
@@ -64,3 +64,17 @@ wheelhouse: $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs multirun data/generated
+
+# The few wheels the lent GPU machine's image lacks or holds at other versions (it has torch
+# 2.11, transformers 5.17, peft, accelerate, pyarrow, ...; /work/.library/device/KINDS.md), for
+# its Python 3.12, into .whl/ (git-ignored; under the 64 MiB a device call may carry). Then one
+# device call, carrying .whl: bash benchmarks/gpu_session.sh (docs/study-gpu.md).
+GPU_WHEELS ?= trl transformers datasets dill multiprocess hydra-core omegaconf antlr4-python3-runtime hydra-joblib-launcher
+
+gpu-wheels: $(STAMP)
+	mkdir -p .whl
+	$(PY) -m benchmarks.wheelhouse --only "$(GPU_WHEELS)" > .whl/requirements.txt
+	$(PY) -m pip download --no-deps --prefer-binary --implementation cp --python-version 3.12 \
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --dest .whl -r .whl/requirements.txt
+	# an sdist among them (antlr4-python3-runtime 4.9.3 has no wheel) is pure Python: built into a wheel here
+	for f in .whl/*.tar.gz; do test -e "$$f" || continue; $(PY) -m pip wheel --no-deps --wheel-dir .whl "$$f" && rm "$$f"; done

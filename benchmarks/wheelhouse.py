@@ -59,9 +59,17 @@ def closure(project: str = "backspace", extras: tuple[str, ...] = ("train",), ex
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.wheelhouse", description=__doc__.splitlines()[0])
     parser.add_argument("--extras", default="train", help="comma-separated extras of the project (default train)")
+    parser.add_argument("--only", default="", help="space- or comma-separated names: print only these pins "
+                        "(the packages a machine with its own stack lacks)")
     args = parser.parse_args(argv)
-    for name, version in closure(extras=tuple(e for e in args.extras.split(",") if e)).items():
-        print(f"{name}=={version}")
+    pins = closure(extras=tuple(e for e in args.extras.split(",") if e))
+    only = {canonical(n) for n in re.split(r"[\s,]+", args.only) if n}
+    missing = only - set(pins)
+    if missing:
+        parser.error(f"--only: not required by the project: {', '.join(sorted(missing))}")
+    for name, version in pins.items():
+        if not only or name in only:
+            print(f"{name}=={version}")
 
 
 if __name__ == "__main__":

@@ -120,3 +120,37 @@ def test_the_wheelhouse_requirements_pin_the_training_stack_and_leave_torch_out(
         assert name in pins
     assert not [n for n in pins if n == "torch" or n.startswith("nvidia-") or n == "triton"]
     assert "backspace" not in pins                          # the project's own wheel is built, not downloaded
+
+
+@pytest.mark.parametrize("only, expected", [
+    ("trl transformers", ["transformers==", "trl=="]),          # names as make passes them, sorted
+    ("hydra_core,Omegaconf", ["hydra-core==", "omegaconf=="]),  # any spelling of a name
+])
+def test_wheelhouse_only_prints_the_named_pins(only, expected):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.wheelhouse", "--only", only], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    assert [line.split("==")[0] + "==" for line in lines] == expected and all("==" in x for x in lines)
+
+
+def test_wheelhouse_only_refuses_a_name_the_project_does_not_need():
+    r = subprocess.run([sys.executable, "-m", "benchmarks.wheelhouse", "--only", "trl,vllm"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "vllm" in r.stderr
+
+
+def test_the_gpu_session_script_parses_and_make_gpu_wheels_is_well_formed(tmp_path):
+    import shutil
+    r = subprocess.run(["bash", "-n", "benchmarks/gpu_session.sh"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    r = subprocess.run(["make", "-n", "gpu-wheels", f"STAMP={stamp}", "PY=python"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    download = next(line for line in r.stdout.replace("\\\n", " ").splitlines() if "pip download" in line).split()
+    assert download[download.index("--python-version") + 1] == "3.12"   # the GPU image's Python
+    assert "--only" in r.stdout and "trl" in r.stdout
