@@ -356,8 +356,9 @@ def _run(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool
             chosen = torch.multinomial(probs, num_samples=1).squeeze(1)
         else:
             chosen = logits.argmax(dim=-1)
-        chosen_lp = logp.gather(1, chosen[:, None]).squeeze(1).tolist()
-        chosen = chosen.tolist()
+        # one copy to the host per step: the token ids (exact in float64) beside their log-probabilities
+        both = torch.stack([chosen.double(), logp.gather(1, chosen[:, None]).squeeze(1).double()]).tolist()
+        chosen, chosen_lp = [int(t) for t in both[0]], both[1]
 
         keep, drops, feeds = [], [], []
         for j, r in enumerate(active):
