@@ -435,7 +435,9 @@ def _run_visible(model, tokenizer, rows: list[_Row], *, batch_size: int, do_samp
     if sync_every is None:
         sync_every = 1 if device.type == "cpu" else SYNC_EVERY
     refill = refill or _refill_default(batch_size, device)
-    waiting = deque(rows)
+    for r in rows:
+        r.done = len(r.raw_ids) >= max_new_tokens
+    waiting = deque(r for r in rows if not r.done)
 
     def make_extra(new):
         n = len(new)
