@@ -1,3 +1,6 @@
+# A frozen copy of train/decode.py at commit 3112027, before continuous batching: the reference
+# that tests/test_decode_batching.py and `benchmarks.decode_bench --reference` hold today's loops
+# to (the same greedy tokens). Not imported by the project; do not edit.
 """How a model's completions are decoded at evaluation: ``eval.decoding``.
 
 - ``visible`` (default): ``model.generate``. Backspaces and ``<backtrack>`` markers stay in
