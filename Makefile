@@ -2,13 +2,14 @@
 # make demo     -> the main job (generate, SFT, GRPO, eval); its last output line is the run directory
 # make test     -> the test suite (installs first when needed)
 # make bench    -> throughput benchmarks
+# make wheelhouse -> wheels of every dependency but torch, for an offline GPU machine (README)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean wheelhouse gpu-wheels
 
 install: $(STAMP)
 
@@ -41,6 +42,39 @@ browser:
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.generate_bench
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.train_bench
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.decode_bench
+
+# Wheels for a GPU machine without internet that has its own torch: the project's requirements
+# (train extra) at the versions installed here, minus torch, for WHEEL_PYTHON on WHEEL_PLATFORMS,
+# plus the project's own wheel. Wheels where PyPI has them; a pure-Python package published only as
+# an sdist (antlr4-python3-runtime 4.9.3, hydra-core's parser) comes as its sdist and is built at
+# install time with setuptools from the wheelhouse. Install there (README, "Offline install on a GPU machine"):
+#   python -m pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt
+#   python -m pip install --no-index --find-links wheelhouse --no-deps backspace
+WHEELHOUSE      ?= wheelhouse
+WHEEL_PYTHON    ?= 3.11
+WHEEL_PLATFORMS ?= manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
+
+wheelhouse: $(STAMP)
+	mkdir -p $(WHEELHOUSE)
+	$(PY) -m benchmarks.wheelhouse --extras train > $(WHEELHOUSE)/requirements.txt
+	$(PY) -m pip download --no-deps --prefer-binary --implementation cp --python-version $(WHEEL_PYTHON) \
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --dest $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt
+	$(PY) -m pip wheel --no-deps --no-build-isolation --wheel-dir $(WHEELHOUSE) .
 
 clean:
 	rm -rf $(VENV) outputs multirun data/generated
+
+# The few wheels the lent GPU machine's image lacks or holds at other versions (it has torch
+# 2.11, transformers 5.17, peft, accelerate, pyarrow, ...; /work/.library/device/KINDS.md), for
+# its Python 3.12, into .whl/ (git-ignored; under the 64 MiB a device call may carry). Then one
+# device call, carrying .whl: bash benchmarks/gpu_session.sh (docs/study-gpu.md).
+GPU_WHEELS ?= trl transformers datasets dill multiprocess hydra-core omegaconf antlr4-python3-runtime hydra-joblib-launcher
+
+gpu-wheels: $(STAMP)
+	mkdir -p .whl
+	$(PY) -m benchmarks.wheelhouse --only "$(GPU_WHEELS)" > .whl/requirements.txt
+	$(PY) -m pip download --no-deps --prefer-binary --implementation cp --python-version 3.12 \
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --dest .whl -r .whl/requirements.txt
+	# an sdist among them (antlr4-python3-runtime 4.9.3 has no wheel) is pure Python: built into a wheel here
+	for f in .whl/*.tar.gz; do test -e "$$f" || continue; $(PY) -m pip wheel --no-deps --wheel-dir .whl "$$f" && rm "$$f"; done

@@ -1,63 +1,108 @@
-"""python -m benchmarks.decode_bench: tokens per second of each eval.decoding mode.
+"""python -m benchmarks.decode_bench [THREADS] [--device cuda] [--prompts N] [--batch-size B] [--size 25m]:
+tokens per second of each eval.decoding mode beside model.generate.
 
-The default tiny model (conf/model/tiny.yaml sizes: 0.87M parameters, random weights, char
-tokenizer) writes 256 tokens for each of 64 Countdown-like prompts in one batch of 64,
-sampling at temperature 1. Random weights rarely pick U+0008 (about 1 token in 100), so a
-second run adds a bias to its logit that makes about one token in 8 a backspace: the cost
-of erasing. "generated" counts every token the model chose (self_backtrack's discarded
-samples included; visible also steps finished rows until the batch ends, as generate does);
-"returned" counts the tokens of the completions handed back.
+The default: the tiny model (conf/model/tiny.yaml sizes: 0.87M parameters, random weights, char
+tokenizer) writes up to 256 tokens for each of 64 Countdown-like prompts in batches of 64,
+sampling at temperature 1, on the CPU. ``--size 25m`` is the GPU study's model
+(experiment=style_ablation_gpu: hidden 512, 8 layers); on a GPU try ``--device cuda --prompts
+1024 --batch-size 512``. Random weights rarely pick U+0008 (about 1 token in 100), so a second
+run adds a bias to its logit that makes about one token in 8 a backspace: the cost of erasing.
+"generated" counts every token the model chose (self_backtrack's discarded samples included;
+model.generate also steps finished rows until its batch ends); "returned" counts the tokens of
+the completions handed back; "attention-mask cells" sums rows x slots over the model calls
+(the attention's work). ``--reference``: the loops of before continuous batching.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 import torch
 
+SIZES = {"tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4),
+         "25m": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8)}
 
-def main(threads: int = 1) -> None:
+
+def main(argv: list[str] | None = None) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from train import decode
+    from train.evaluate import generate as hf_generate
     from train.tokenizer import build_char_tokenizer
 
-    torch.set_num_threads(threads)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.decode_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("threads", nargs="?", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    parser.add_argument("--modes", default="generate," + ",".join(decode.DECODINGS),
+                        help="comma-separated: generate (model.generate) and eval.decoding modes")
+    parser.add_argument("--reference", action="store_true", help="the loops of before continuous batching "
+                        "(tests/decode_reference.py, train/decode.py at commit 3112027), for a before/after")
+    parser.add_argument("--refill", type=int, default=None, help="free slots that let waiting rows join "
+                        "(default: the whole batch on the CPU, 1/8 of it on a GPU)")
+    parser.add_argument("--sync-every", type=int, default=None, help="visible decoding: steps between the "
+                        "host's looks at the batch (default: 1 on the CPU, train.decode.SYNC_EVERY on a GPU)")
+    args = parser.parse_args(argv)
+    if args.reference:
+        from tests import decode_reference as decode
+    elif args.refill:
+        decode._refill_default = lambda batch_size, device: args.refill
+
+    torch.set_num_threads(args.threads)
     tok = build_char_tokenizer([])
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                      num_attention_heads=4, max_position_embeddings=2048, tie_word_embeddings=True,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
-    prompts = [f"Use 3, 5, {i} and {i + 7} to make {20 + i}.\n" for i in range(64)]
+    cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=2048, tie_word_embeddings=True,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+                      **SIZES[args.size])
+    prompts = [f"Use 3, 5, {i % 97} and {i % 89 + 7} to make {20 + i % 83}.\n" for i in range(args.prompts)]
     backspace = tok.convert_tokens_to_ids("\b")
+    print(f"decode benchmark: {args.size} Llama, random weights, {args.prompts} prompts, batch {args.batch_size}, "
+          f"up to {args.max_new_tokens} tokens, sampling at temperature 1, device {args.device}")
     for bias in (0.0, 3.0):
         torch.manual_seed(0)
-        model = LlamaForCausalLM(cfg).eval()
+        model = LlamaForCausalLM(cfg).eval().to(args.device)
         with torch.no_grad():
             model.lm_head.weight.data = model.lm_head.weight.data.clone()  # untie, then bias one row
             model.config.tie_word_embeddings = False
-        generated = [0]
+        generated, calls, cells = [0], [0], [0]
 
-        def count(module, args, kwargs, output):
+        def count(module, args_, kwargs, output):
             ids = kwargs.get("input_ids")
             generated[0] += ids.shape[0]
+            calls[0] += 1
+            mask = kwargs.get("attention_mask")
+            cells[0] += mask.numel() if mask is not None else ids.numel()
             output.logits[:, -1, backspace] += bias
             return output
 
         model.register_forward_hook(count, with_kwargs=True)
-        for decoding in decode.DECODINGS:
-            generated[0] = 0
+        for mode in args.modes.split(","):
+            generated[0] = calls[0] = cells[0] = 0
+            kw = dict(num_return_sequences=1, do_sample=True, temperature=1.0, max_new_tokens=args.max_new_tokens,
+                      batch_size=args.batch_size)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
             t0 = time.perf_counter()
-            out = decode.generate(model, tok, prompts, num_return_sequences=1, do_sample=True, temperature=1.0,
-                                  max_new_tokens=256, batch_size=64, decoding=decoding,
-                                  self_backtrack={"n": 4, "b": 2, "score": "logprob"})
+            if mode == "generate":
+                out = hf_generate(model, tok, prompts, **kw)
+            else:
+                more = {"sync_every": args.sync_every} if args.sync_every and not args.reference else {}
+                out = decode.generate(model, tok, prompts, decoding=mode,
+                                      self_backtrack={"n": 4, "b": 2, "score": "logprob"}, **kw, **more)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
             dt = time.perf_counter() - t0
-            returned = sum(n for rows in out for _, n in rows)
-            erasing = sum(t.count("\b") + t.count("<backtrack>") for rows in out for t, _ in rows)
-            print(f"backspace bias {bias:3.1f}  {decoding:14s} {dt:6.2f} s  generated {generated[0]:6d} "
-                  f"({generated[0] / dt:6.0f} tok/s)  returned {returned:6d} ({returned / dt:6.0f} tok/s)  "
-                  f"erasing tokens returned {erasing}")
+            returned = sum(n for rows in out for _, n, *_ in rows)
+            erasing = sum(t.count("\b") + t.count("<backtrack>") for rows in out for t, *_ in rows)
+            name = "model.generate" if mode == "generate" else mode
+            print(f"backspace bias {bias:3.1f}  {name:14s} {dt:6.2f} s  generated {generated[0]:7d} "
+                  f"({generated[0] / dt:7.0f} tok/s)  returned {returned:7d} ({returned / dt:7.0f} tok/s)  "
+                  f"erasing tokens returned {erasing}  model calls {calls[0]}  attention-mask cells {cells[0]}",
+                  flush=True)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    main()

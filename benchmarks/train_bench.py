@@ -1,6 +1,7 @@
 """make bench (training part): throughput of the default tiny model on this machine.
 
-SFT tokens per second (prompt + completion tokens through forward and backward) and GRPO
+SFT tokens per second (prompt + completion tokens through forward and backward), beside a
+plain PyTorch loop over the same batches and model (benchmarks/plain_loop.py), and GRPO
 completions per second (generation, rewards and the update), on the default 3-number
 Countdown backspace data, measured through the real trainers for a fixed number of steps.
 """
@@ -25,14 +26,30 @@ def main() -> None:
                "sft.disable_tqdm=true", "grpo.max_steps=4", "eval.enabled=false"]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         m = json.loads((run / "metrics.json").read_text())
+        plain = plain_loop(run, Path(tmp) / "cache")
         speeds = decoding_speeds(run / "grpo", Path(tmp) / "cache")
     print(f"train benchmark: tiny model ({m['parameters'] / 1e6:.2f}M parameters), 3-number Countdown backspace traces")
     print(f"  SFT:  {m['sft_tokens_per_second']:.0f} tokens/s  ({m['sft_steps']} steps of the default batch in {m['sft_seconds']} s)")
+    print(f"        plain PyTorch loop, same batches and model: {plain['tokens_per_second']:.0f} tokens/s "
+          f"({plain['seconds']} s); the trainer runs at {m['sft_tokens_per_second'] / plain['tokens_per_second']:.2f}x "
+          "the plain loop's rate")
     print(f"  GRPO: {m['grpo_completions_per_second']:.2f} completions/s  ({m['grpo_steps']} steps of 16 completions "
           f"in {m['grpo_seconds']} s)")
     print("  eval (20 test puzzles, 1 greedy + 4 samples each, up to 560 tokens, the GRPO checkpoint):")
     for name, (n, seconds, tokens) in speeds.items():
         print(f"    {name:<16} {n / seconds:6.1f} completions/s  {tokens / seconds:7.0f} tokens/s  ({n} in {seconds:.1f} s)")
+
+
+def plain_loop(run: Path, cache: Path) -> dict:
+    """benchmarks.plain_loop over the run's train records, batches and model sizes."""
+    import torch
+
+    from benchmarks import plain_loop as plain
+    from train.data import read_split
+
+    data = next(p.parent for p in cache.rglob("manifest.json"))
+    torch.manual_seed(0)
+    return plain.for_run(run, read_split(data, "train"))
 
 
 def decoding_speeds(checkpoint: Path, cache: Path) -> dict[str, tuple[int, float, int]]:

@@ -27,7 +27,7 @@ def run(c: dict, run_dir: Path) -> dict:
     from train.checks import check
     from train.data import FORMAT_TAGS, check_run_format, dataset_dir, prompt_of, read_split
     from train.evaluate import evaluate
-    from train.model import build_model, count_parameters, fit_embeddings, lora_config
+    from train.model import build_model, count_parameters, fit_embeddings, lora_config, place
     from train.tokenizer import add_markers, build_char_tokenizer, check_ordinary, load_tokenizer, marker_strings
     from train.trl_configs import grpo_config, sft_config
 
@@ -81,7 +81,7 @@ def run(c: dict, run_dir: Path) -> dict:
         if need > budget:
             raise ConfigError("model.max_position_embeddings", f"{budget} positions are fewer than the longest "
                               f"prompt ({longest_prompt} tokens) plus the completion budget ({need - longest_prompt})")
-    model = build_model(c, tokenizer, c.get("init_from"))
+    model = place(build_model(c, tokenizer, c.get("init_from")), c)  # on hardware's device, for every stage
     new_ids = fit_embeddings(model, tokenizer, first_new, bool(c["tokenizer"].get("add_markers")))
     peft_config = None if hasattr(model, "peft_config") else lora_config(c["peft"], new_ids)  # a LoRA init_from has its own
     metrics: dict = {"parameters": count_parameters(model), "dataset": str(data_dir),

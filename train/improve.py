@@ -155,9 +155,12 @@ def run(model, tokenizer, train_records: list[dict], data_dir: Path, c: dict, ru
     """All iterations; returns the model and one metrics entry per iteration. ``peft_config``:
     adapters for the first retraining, when no earlier stage put them on the model."""
     from train import sft
+    from train.model import place
     from train.trl_configs import sft_config
 
     imp = c["improve"]
+    if generate is None:  # sampling runs on hardware's device (a retraining leaves the model there too)
+        model = place(model, c)
     heldout = heldout_keys(data_dir)
     c2 = retrain_config(c)
     entries = []

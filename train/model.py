@@ -178,3 +178,29 @@ def _load_adapter(path, tokenizer, kwargs: dict):
     if base.get_input_embeddings().weight.shape[0] < len(tokenizer):
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     return PeftModel.from_pretrained(base, str(path), is_trainable=True)
+
+
+def place(model, cfg: dict):
+    """Put ``model`` on the device the ``hardware`` config asks for, the one TRL's trainers
+    would pick: the CPU with ``hardware.use_cpu: true``, else CUDA when there is a GPU (then
+    Apple's MPS, then the CPU). A quantized model (``quant=4bit``) stays where bitsandbytes
+    put it. Returns the model (on that device).
+
+    >>> import torch
+    >>> place(torch.nn.Linear(2, 2), {"hardware": {"use_cpu": True}}).weight.device.type
+    'cpu'
+    """
+    import torch
+
+    if cfg["hardware"].get("use_cpu", False):
+        device = "cpu"
+    elif torch.cuda.is_available():
+        device = "cuda"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = "mps"
+    else:
+        device = "cpu"
+        print("hardware: no GPU found (hardware.use_cpu is false): the model stays on the CPU")
+    if getattr(model, "hf_quantizer", None) is not None:
+        return model
+    return model.to(device)
