@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from train import decode
-    from train.evaluate import generate as hf_generate
+    from train.decode import hf_generate
     from train.tokenizer import build_char_tokenizer
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.decode_bench", description=__doc__.splitlines()[0])

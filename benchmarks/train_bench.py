@@ -62,7 +62,7 @@ def decoding_speeds(checkpoint: Path, cache: Path) -> dict[str, tuple[int, float
 
     from train import decode
     from train.data import prompt_of, read_split
-    from train.evaluate import generate as hf_generate
+    from train.decode import hf_generate
     from train.tokenizer import load_tokenizer
 
     torch.manual_seed(0)

@@ -291,8 +291,8 @@ def test_a_real_tiny_llama_runs_every_mode_end_to_end(llama, tok):
 def test_visible_decoding_writes_what_model_generate_writes(llama, tok):
     """``eval.decoding=visible`` is the project's loop without erasing (``_run(erase=False)``,
     much faster here than ``model.generate``); greedy and batched, it writes the same stream
-    as ``model.generate`` (``train.evaluate.generate``), token for token."""
-    from train.evaluate import generate as hf_generate
+    as ``model.generate`` (``train.decode.hf_generate``), token for token."""
+    from train.decode import hf_generate
     torch.manual_seed(1)
     model = LlamaForCausalLM(tiny_config(tok, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                          num_attention_heads=2, initializer_range=0.5)).eval()  # sharp, varied

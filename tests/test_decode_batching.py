@@ -17,7 +17,7 @@ from solvers.trace import BACKSPACE as BS  # noqa: E402
 from solvers.trace import BACKTRACK_TOKEN as BT  # noqa: E402
 from tests import decode_reference as reference  # noqa: E402
 from train import decode  # noqa: E402
-from train.evaluate import generate as hf_generate  # noqa: E402
+from train.decode import hf_generate  # noqa: E402
 from train.tokenizer import build_char_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

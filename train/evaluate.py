@@ -67,33 +67,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int, do_sample: bool,
-             temperature: float, max_new_tokens: int, batch_size: int) -> list[list[tuple[str, int]]]:
-    """For each prompt, ``num_return_sequences`` (completion text, completion tokens)."""
-    import torch
-
-    tokenizer.padding_side = "left"
-    model.eval()
-    out: list[list[tuple[str, int]]] = []
-    per_batch = max(1, batch_size // num_return_sequences)
-    for start in range(0, len(prompts), per_batch):
-        batch = prompts[start:start + per_batch]
-        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                 temperature=temperature if do_sample else None, top_p=None, top_k=None,
-                                 num_return_sequences=num_return_sequences,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        new = gen[:, enc["input_ids"].shape[1]:]
-        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-        ends = (new == tokenizer.eos_token_id) | (new == tokenizer.pad_token_id)
-        lengths = [int(row.nonzero()[0]) + 1 if row.any() else new.shape[1] for row in ends]
-        for i in range(len(batch)):
-            rows = range(i * num_return_sequences, (i + 1) * num_return_sequences)
-            out.append([(texts[j], lengths[j]) for j in rows])
-    return out
-
-
 EXTRA_KEYS = ("n_problems", "num_samples", "k", "temperature", "max_new_tokens", "batch_size", "self_backtrack")
 
 

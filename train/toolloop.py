@@ -131,7 +131,7 @@ def _step(model, tokenizer, tool, batch, may_stop, do_sample, temperature, max_n
             r.done = r.tokens >= max_new_tokens
             continue
         r.text += piece
-        r.tokens += len(ids) if end is None else end + 1  # the EOS counts, as in train.evaluate.generate
+        r.tokens += len(ids) if end is None else end + 1  # the EOS counts, as in train.decode.hf_generate
         r.done = True  # an EOS, or the budget is spent
     if to_run:
         with ThreadPoolExecutor(max_workers=8) as pool:
