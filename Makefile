@@ -2,7 +2,7 @@
 # make demo     -> the main job (generate, SFT, GRPO, eval); its last output line is the run directory
 # make test     -> the test suite (installs first when needed)
 # make bench    -> throughput benchmarks
-# make wheelhouse -> wheels of every dependency but torch, for an offline GPU machine (README)
+# make wheelhouse -> wheels of every dependency but torch, for an offline GPU machine (docs/ablations.md)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -48,7 +48,7 @@ bench: $(STAMP)
 # (train extra) at the versions installed here, minus torch, for WHEEL_PYTHON on WHEEL_PLATFORMS,
 # plus the project's own wheel. Wheels where PyPI has them; a pure-Python package published only as
 # an sdist (antlr4-python3-runtime 4.9.3, hydra-core's parser) comes as its sdist and is built at
-# install time with setuptools from the wheelhouse. Install there (README, "Offline install on a GPU machine"):
+# install time with setuptools from the wheelhouse. Install there (docs/ablations.md, "Offline install on a GPU machine"):
 #   python -m pip install --no-index --find-links wheelhouse -r wheelhouse/requirements.txt
 #   python -m pip install --no-index --find-links wheelhouse --no-deps backspace
 WHEELHOUSE      ?= wheelhouse

@@ -4,7 +4,7 @@ Prints ``name==version``, one a line, for every package that the installed proje
 extras need (followed through each package's own requirements, markers evaluated for this
 Python), at the versions installed here, except torch and what only torch needs: a GPU machine
 keeps its own torch build. ``make wheelhouse`` downloads these as wheels for another Python
-version and platform (README, "Offline install on a GPU machine").
+version and platform (docs/ablations.md, "Offline install on a GPU machine").
 """
 
 from __future__ import annotations

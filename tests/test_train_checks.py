@@ -11,19 +11,7 @@ import yaml
 
 from solvers.config import ConfigError
 from tests.conftest import ROOT
-
-
-def compose(*overrides) -> dict:
-    """The run config as python -m train resolves it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=list(overrides))
-    c = OmegaConf.to_container(cfg, resolve=True)
-    c.pop("hydra", None)
-    return c
+from tests.test_train import compose  # the run config as python -m train resolves it
 
 
 IMPROVE = "improve.enabled=true"
