@@ -24,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
+from generate.files import utf8_lines
 from solvers.config import ConfigError
 
 _WORD = re.compile(r"[a-z]+|\d+")
@@ -59,19 +60,18 @@ class Contamination:
     def from_file(cls, path: Path, task: ModuleType, ngram: int) -> "Contamination":
         keys: set[str] = set()
         lines: list[tuple[str, ...]] = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    keys.add(task.puzzle_key(task.parse_puzzle(json.loads(line))))
-                    continue
-                except (json.JSONDecodeError, ValueError, TypeError, KeyError):
-                    pass  # not a puzzle of this task: a question
-                tokens = words(line)
-                if tokens:
-                    lines.append(tokens)
+        for _, line in utf8_lines(path, "decontaminate"):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                keys.add(task.puzzle_key(task.parse_puzzle(json.loads(line))))
+                continue
+            except (json.JSONDecodeError, ValueError, TypeError, KeyError):
+                pass  # not a puzzle of this task: a question
+            tokens = words(line)
+            if tokens:
+                lines.append(tokens)
         if not keys and not lines:
             raise ConfigError("decontaminate", f"{path}: holds no puzzles or questions")
         return cls(task, keys, lines, ngram)

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 # Besides what this module uses, the layouts' public names (and _SB_STEP, which a test reads)
 # are imported here so that callers and tests keep naming them generate.interop.X.
+from generate.files import utf8_text
 from generate.replay import ConversionError, NoGoal
 from generate.self_backtracking import (SB_BACKTRACK, SB_GOAL, _SB_STEP, from_self_backtracking_search,  # noqa: F401
                                         read_self_backtracking, to_self_backtracking,
@@ -87,7 +88,7 @@ READERS = {"self_backtracking_search": from_self_backtracking_search, "stream_of
 
 def _items(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, object) for each item of a JSON list, one JSON object, or JSON lines."""
-    text = path.read_text(encoding="utf-8")
+    text = utf8_text(path, "traces")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from generate import interop, paraphrase, validate
+from generate.files import utf8_lines
 from generate.settings import Settings
 from generate.splits import HELDOUT_SPLIT, item_rng, split_of
 from solvers import variants
@@ -26,23 +27,17 @@ def read_problems(path: Path, task, lines: Optional[list[int]] = None) -> list[d
     skipped), checked before anything is written. A bad line is an error naming its number.
     ``lines``, when given, gets each puzzle's line number."""
     puzzles = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ConfigError("problems", f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} "
-                                  f"at column {e.start + 1}); save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                puzzles.append(task.parse_puzzle(json.loads(line)))
-                if lines is not None:
-                    lines.append(lineno)
-            except json.JSONDecodeError as e:
-                raise ConfigError("problems", f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            except ValueError as e:
-                raise ConfigError("problems", f"{path}:{lineno}: {e}") from None
+    for lineno, line in utf8_lines(path, "problems"):
+        if not line.strip():
+            continue
+        try:
+            puzzles.append(task.parse_puzzle(json.loads(line)))
+            if lines is not None:
+                lines.append(lineno)
+        except json.JSONDecodeError as e:
+            raise ConfigError("problems", f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        except ValueError as e:
+            raise ConfigError("problems", f"{path}:{lineno}: {e}") from None
     if not puzzles:
         raise ConfigError("problems", f"{path}: holds no puzzles")
     return puzzles

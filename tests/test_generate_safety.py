@@ -356,6 +356,21 @@ def test_problems_file_that_is_not_utf8_names_the_line(tmp_path, cli, content, m
     assert not out.exists()
 
 
+@pytest.mark.parametrize("key, extra", [
+    ("traces", ["traces_layout=stream_of_search"]),   # imported searches: read whole, as JSON or JSON lines
+    ("decontaminate", []),                           # puzzles and questions to keep out of every split
+])
+def test_traces_and_decontaminate_files_that_are_not_utf8_name_the_line(tmp_path, cli, key, extra):
+    given = tmp_path / "f.jsonl"
+    given.write_bytes(b'{"nums": [1, 2], "target": 3}\n{"question": "caf\xe9"}\n')
+    out = tmp_path / "bad"
+    r = cli(f"{key}={given}", *extra, f"out={out}", "progress=false", "workers=1")
+    assert r.returncode == 2, r.stderr
+    assert f"{key}: {given}:2: not UTF-8 (byte 0xe9 at column 18)" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
 def test_each_dropped_duplicate_names_its_line(tmp_path, gen_cfg, capsys):
     problems = tmp_path / "p.jsonl"
     problems.write_text('{"numbers": [10, 18, 10, 9], "target": 47}\n'
