@@ -62,6 +62,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from generate.write import atomic_file
 from solvers import TASKS, HUMAN
 from solvers.arith import exact_value
 from solvers.trace import BACKSPACE, MalformedTrace, collapse
@@ -382,22 +383,6 @@ def folder_digest(folder: Path, max_bytes: int = MAX_BYTES) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file beside it renamed into place:
-    ``path`` is complete or untouched, and no temporary file is left behind."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m generate.human", description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="a folder of seed-format JSON files")
@@ -422,7 +407,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in good).encode("utf-8")
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(args.out, data)
+            with atomic_file(args.out, "wb") as f:
+                f.write(data)
         except OSError as e:
             print(f"error: cannot write --out {_display(args.out)}: {e}", file=sys.stderr)
             return 2

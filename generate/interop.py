@@ -22,6 +22,7 @@ from typing import Any, Iterator
 # Besides what this module uses, the layouts' public names (and _SB_STEP, which a test reads)
 # are imported here so that callers and tests keep naming them generate.interop.X.
 from generate.files import utf8_text
+from generate.write import atomic_file
 from generate.replay import ConversionError, NoGoal
 from generate.self_backtracking import (SB_BACKTRACK, SB_GOAL, _SB_STEP, from_self_backtracking_search,  # noqa: F401
                                         read_self_backtracking, to_self_backtracking,
@@ -65,8 +66,7 @@ def write_list_file(out: Path, split: str, shards: list[str]) -> dict:
     Search's generator writes ``train.json`` and both projects' evaluations read a split
     (``json.load``). Streamed, written to a temporary file and renamed."""
     path = out / f"{split}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         f.write("[")
         first, rows = True, 0
         for shard in shards:
@@ -77,7 +77,6 @@ def write_list_file(out: Path, split: str, shards: list[str]) -> dict:
                         first = False
                         rows += 1
         f.write("\n]\n")
-    tmp.replace(path)
     return {"list_file": path.name, "rows": rows}
 
 

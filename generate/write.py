@@ -7,6 +7,7 @@ one, and the atomic writes keep every file whole."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -134,20 +135,34 @@ def summary(out: Path) -> str:
 
 # ----------------------------------------------------------------------------- files
 
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "w"):
+    """An open temporary file beside ``path`` (``mode`` "w" for UTF-8 text, "wb" for bytes),
+    renamed into place once the block ends: ``path`` is complete or untouched, and a block
+    that raises leaves no temporary file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
     """Write lines to ``path`` through a temporary file renamed into place: the file
     exists only once it is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for line in lines:
             f.write(line)
             f.write("\n")
             count += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return count
 
 

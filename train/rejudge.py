@@ -44,11 +44,12 @@ def rejudge(run_dir: Path, mode: str | None = None) -> dict:
     greedy = [r for r in rows if r["mode"] == "greedy"]
     config = run_dir / "config.json"
     fmt = (json.loads(config.read_text()).get("data") or {}).get("format", "plain") if config.exists() else "plain"
-    verdicts = [checker(r["task"])(r["puzzle"], r["completion"], fmt) if checker(r["task"])
-                else project_verdict(r, fmt) for r in greedy]
+    checkers = [checker(r["task"]) for r in greedy]
+    verdicts = [check(r["puzzle"], r["completion"], fmt) if check else project_verdict(r, fmt)
+                for r, check in zip(greedy, checkers)]
     disagree = sum(v != r["correct"] for v, r in zip(verdicts, greedy))
     result = {"problems": len(greedy), "accuracy": sum(verdicts) / len(greedy), "disagreements": disagree,
-              "independent": sum(checker(r["task"]) is not None for r in greedy)}
+              "independent": sum(check is not None for check in checkers)}
     if config.exists():
         from train.evaluate import extra_config, is_loop
         e = json.loads(config.read_text())["eval"]
