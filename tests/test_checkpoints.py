@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from solvers.config import ConfigError
-from solvers.trace import BACKSPACE, BACKTRACK_TOKEN, MalformedTrace
+from solvers.trace import BACKSPACE, BACKTRACK_TOKEN
 from tests.conftest import ROOT
 
 pytest.importorskip("trl")

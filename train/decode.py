@@ -58,8 +58,8 @@ import inspect
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from solvers.config import ConfigError, check_choice, check_int_range
-from solvers.trace import BACKSPACE, BACKTRACK_TOKEN, MalformedTrace, collapse, final_answer
+from solvers.config import check_choice, check_int_range
+from solvers.trace import BACKSPACE, BACKTRACK_TOKEN, MalformedTrace, final_answer
 
 DECODINGS = ("visible", "erase", "self_backtrack")
 SCORES = ("logprob", "majority")

@@ -27,7 +27,7 @@ import random
 from pathlib import Path
 
 from solvers import TASKS
-from solvers.config import ConfigError, check_choice, check_int_range
+from solvers.config import check_choice, check_int_range
 from solvers.trace import ANSWER_PREFIX, BACKSPACE
 from train.data import prompt_of, read_split
 from train.rewards import judge

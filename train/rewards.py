@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from solvers import verifier
-from solvers.trace import ANSWER_PREFIX, MalformedTrace, collapse, final_answer
+from solvers.trace import ANSWER_PREFIX, MalformedTrace, final_answer
 
 
 def _puzzle(p):
