@@ -11,6 +11,8 @@ run adds a bias to its logit that makes about one token in 8 a backspace: the co
 model.generate also steps finished rows until its batch ends); "returned" counts the tokens of
 the completions handed back; "attention-mask cells" sums rows x slots over the model calls
 (the attention's work). ``--reference``: the loops of before continuous batching.
+``--erase-on-device on``: erasures applied on the device also on the CPU (``off``: by the
+host also on a GPU).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: the whole batch on the CPU, 1/8 of it on a GPU)")
     parser.add_argument("--sync-every", type=int, default=None, help="visible decoding: steps between the "
                         "host's looks at the batch (default: 1 on the CPU, train.decode.SYNC_EVERY on a GPU)")
+    parser.add_argument("--erase-on-device", choices=("auto", "on", "off"), default="auto",
+                        help="erase and self_backtrack: apply erasures on the device, the host looking every "
+                        "--sync-every steps (default auto: on a GPU only)")
     args = parser.parse_args(argv)
     if args.reference:
         from tests import decode_reference as decode
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
                 out = hf_generate(model, tok, prompts, **kw)
             else:
                 more = {"sync_every": args.sync_every} if args.sync_every and not args.reference else {}
+                if args.erase_on_device != "auto" and not args.reference:
+                    more["erase_on_device"] = args.erase_on_device == "on"
                 out = decode.generate(model, tok, prompts, decoding=mode,
                                       self_backtrack={"n": 4, "b": 2, "score": "logprob"}, **kw, **more)
             if args.device.startswith("cuda"):

@@ -59,6 +59,8 @@ class Fake(LlamaForCausalLM):
         full, _ = cache.update(keys, keys, 0)
         live = torch.ones(full.shape[0], full.shape[2], dtype=torch.bool) if attention_mask is None \
             else attention_mask.bool()  # generate leaves it out when there is no padding
+        if live.dim() == 4:  # a one-token step's mask, given ready: [rows, 1, 1, slots]
+            live = live[:, 0, -1, :]
         assert live.shape[1] == full.shape[2]
         width = input_ids.shape[1]
         logits = torch.full((input_ids.shape[0], width, len(self.tok)), -1e4)

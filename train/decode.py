@@ -47,9 +47,16 @@ both caches are left padded to the wider one and stacked. So a completion that l
 ``max_new_tokens`` costs only its own row, not its whole batch. Greedy tokens are those of
 decoding each prompt alone (tests/test_decode_batching.py). ``visible`` decoding keeps its
 tokens on the device: EOS and the token limit are checked there, and the host looks at the
-batch only every ``sync_every`` steps (``SYNC_EVERY`` on a GPU). ``erase`` and
-``self_backtrack`` still read each step's tokens on the host (one copy of the batch's token
-ids per step), since an erasure changes what is fed next.
+batch only every ``sync_every`` steps (``SYNC_EVERY`` on a GPU). So do ``erase`` and
+``self_backtrack`` on a GPU when the tokenizer writes one character per token (the project's
+own, ``tokenizer=char``): ``_run_erase_device`` keeps each row's kept ids in a device buffer
+and applies backspaces and markers with tensor operations, feeding one token a row every step
+(the chosen one, or after an erasure the last kept one again); the rare token only the host
+can apply (a backspace over a token of several characters, a marker spelled out) sends its
+row to the host at the next look, and the row joins again. With a subword tokenizer an erasure
+re-encodes text, so the host reads every step's tokens (``_run``). One-token steps hand
+transformers a ready 4-D attention mask: given the 2-D one it reads the mask's values every
+step to see whether it can be skipped, a host synchronisation of its own.
 """
 
 from __future__ import annotations
@@ -81,7 +88,7 @@ def check(eval_cfg: dict) -> None:
 def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int, do_sample: bool,
              temperature: float, max_new_tokens: int, batch_size: int, decoding: str = "visible",
              self_backtrack: dict | None = None, fence: tuple[str, ...] = (),
-             sync_every: int | None = None) -> list[list[tuple[str, int]]]:
+             sync_every: int | None = None, erase_on_device: bool | None = None) -> list[list[tuple[str, int]]]:
     """For each prompt, ``num_return_sequences`` (raw completion text, completion tokens):
     the same shape as ``hf_generate``, whatever the decoding. Tokens count
     what was generated, erased tokens and the final EOS included. ``self_backtrack`` adds a
@@ -91,8 +98,10 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
 
     Rows are decoded with continuous batching: at most ``batch_size`` at once, and a row that
     finishes is replaced by a waiting one, so a completion that loops to ``max_new_tokens``
-    costs only its own row. ``sync_every``: how often visible decoding's host looks at the
-    batch (default: every step on the CPU, every ``SYNC_EVERY`` steps on a GPU)."""
+    costs only its own row. ``sync_every``: how often the host looks at the batch (default:
+    every step on the CPU, every ``SYNC_EVERY`` steps on a GPU). ``erase_on_device``: erase
+    and self_backtrack decoding apply erasures on the device, with no host look between
+    ``sync_every`` steps (one-character tokenizers only; default: on a GPU)."""
     check({"decoding": decoding, "self_backtrack": self_backtrack})
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if any(not ids for ids in prompt_ids):
@@ -108,7 +117,7 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
         if decoding == "visible":
             _run_visible(model, tokenizer, rows, sync_every=sync_every, **kw)
         else:
-            _run(model, tokenizer, rows, erase=True, **kw)
+            _run(model, tokenizer, rows, erase=True, on_device=erase_on_device, sync_every=sync_every, **kw)
         flat = [(tokenizer.decode(r.raw_ids, skip_special_tokens=True), len(r.raw_ids)) for r in rows]
         k = num_return_sequences
         return [flat[i * k:(i + 1) * k] for i in range(len(prompts))]
@@ -116,7 +125,8 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
     runs = [ids for ids in prompt_ids for _ in range(num_return_sequences)]  # independent runs
     chosen, spent = _self_backtrack(model, tokenizer, runs, n=sb["n"], b=sb["b"], score=sb["score"],
                                     temperature=temperature if do_sample else 1.0,
-                                    max_new_tokens=max_new_tokens, batch_size=batch_size, fence=fence)
+                                    max_new_tokens=max_new_tokens, batch_size=batch_size, fence=fence,
+                                    on_device=erase_on_device, sync_every=sync_every)
     flat = [(tokenizer.decode(r.raw_ids, skip_special_tokens=True), len(r.raw_ids), g)
             for r, g in zip(chosen, spent)]
     k = num_return_sequences
@@ -271,6 +281,16 @@ def _refill_default(batch_size: int, device) -> int:
     return batch_size if getattr(device, "type", "cpu") == "cpu" else max(1, batch_size // 8)
 
 
+def _same_width(a, b, fill):
+    """Two per-row buffers [rows, n] and [rows, m], the narrower right padded with ``fill``."""
+    import torch
+
+    if a.dim() < 2 or a.shape[1] == b.shape[1]:
+        return a, b
+    w = max(a.shape[1], b.shape[1])
+    return tuple(torch.cat([t, t.new_full((t.shape[0], w - t.shape[1]), fill)], dim=1) for t in (a, b))
+
+
 def _left_pad(t, width: int, dim: int):
     """``t`` with zeros (False) put before it along ``dim`` until that dimension is ``width``."""
     import torch
@@ -293,6 +313,8 @@ class _Batch:
     def __init__(self, model, pad: int):
         self.model, self.device, self.pad = model, model.device, pad
         self.cache_key = _cache_kwarg(model)
+        impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        self.step_mask = impl if impl in ("sdpa", "eager") else None
         self.rows: list[_Row] = []
         self.cache = self.live = self.logits = None
         self.extra: dict = {}
@@ -300,8 +322,18 @@ class _Batch:
     def forward(self, cache, ids, live, positions):
         import torch
 
+        mask = live.long()
+        if ids.shape[1] == 1 and self.step_mask:
+            # one new token a row: its 4-D mask is the live slots, handed over ready. Given the 2-D
+            # mask, transformers tests whether every slot is live (to skip the mask): a host
+            # synchronisation on every step.
+            mask = live[:, None, None, :]
+            if self.step_mask == "eager":  # eager attention adds its mask to the scores
+                dtype = self.model.dtype
+                mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+                    ~mask, torch.finfo(dtype).min)
         with torch.no_grad():
-            out = self.model(input_ids=ids, attention_mask=live.long(), position_ids=positions,
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              use_cache=True, **{self.cache_key: cache})
         return out.logits[:, -1, :].float()
 
@@ -334,7 +366,7 @@ class _Batch:
         self.live = torch.cat([_left_pad(self.live, w, 1), _left_pad(live, w, 1)])
         self.logits = torch.cat([self.logits, logits])
         self.rows += rows
-        self.extra = {k: torch.cat([v, extra[k]]) for k, v in self.extra.items()}
+        self.extra = {k: torch.cat(_same_width(v, extra[k], self.pad)) for k, v in self.extra.items()}
 
     def keep(self, index: list[int]) -> None:
         """Only the rows at ``index`` stay, in that order."""
@@ -361,17 +393,66 @@ def _admit_waiting(batch: _Batch, waiting, batch_size: int, refill: int, make_ex
         batch.admit(new, make_extra(new) if make_extra else None)
 
 
+def _piece(pieces: dict, t: int, tokenizer, eos) -> str:
+    """decode([t]), once per id (EOS: nothing)."""
+    if t not in pieces:
+        pieces[t] = tokenizer.decode([t]) if t != eos else ""
+    return pieces[t]
+
+
+def _take(r: _Row, t: int, lp: float, tokenizer, pieces: dict, *, eos, erase: bool, stop_on_backtrack: bool,
+          max_new_tokens: int) -> tuple[int, list[int]] | None:
+    """Row ``r`` takes the token ``t`` (log-probability ``lp``) on the host: None when the row
+    is done (EOS, the token limit, or a whole-step backtrack that stops it), else (the live
+    slots that die at the right end of its cache, the ids to feed next)."""
+    piece = _piece(pieces, t, tokenizer, eos)
+    erased = _apply_erasure(r, piece, tokenizer) if erase and t != eos else None
+    if stop_on_backtrack and erased is None and r.run_newlines and t != eos:
+        text = r.kept_text(tokenizer)
+        if not text or text.endswith("\n"):  # a run of erasures ended at a line start
+            r.done = r.backtracked = True   # this token is not taken: the state is
+            return None                     # the page after the erasure
+    if erased is None:
+        r.run_newlines = 0
+    r.raw_ids.append(t)
+    r.logprob += lp
+    if t == eos or len(r.raw_ids) >= max_new_tokens:
+        r.done = True
+        return None
+    if erased is None:
+        r.kept_ids.append(t)
+        r.kept_pieces.append(piece)
+        return 0, [t]
+    k, extra = erased
+    drop = len(r.kept_ids) - k + 1  # the erased slots and the last kept one, fed again
+    last = (r.prompt_ids + r.kept_ids[:k])[-1]
+    r.kept_ids = r.kept_ids[:k] + extra
+    r.kept_pieces = r.kept_pieces[:k] + [_piece(pieces, x, tokenizer, eos) for x in extra]
+    return drop, [last] + extra
+
+
 def _run(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool, temperature: float,
          max_new_tokens: int, erase: bool = True, stop_on_backtrack: bool = False,
-         refill: int | None = None) -> None:
+         refill: int | None = None, on_device: bool | None = None, sync_every: int | None = None) -> None:
     """Decode ``rows`` (in place) until EOS or ``max_new_tokens`` raw tokens each; each row
     starts from its prompt and kept tokens. At most ``batch_size`` rows run at once; a row that
     finishes leaves, and waiting rows join (``refill``). The host reads every step's tokens:
     erasures are applied to the rows' text. ``erase=False`` is plain decoding (the same stream
-    as ``model.generate``: used by the tests to check this loop)."""
+    as ``model.generate``: used by the tests to check this loop).
+
+    ``on_device``: erase without a host look every step (``_run_erase_device``) when the
+    tokenizer allows (one character per token) and no row has a fence; None (default): on a
+    GPU only, since on the CPU a host look costs nothing."""
     import torch
     from collections import deque
 
+    if erase and on_device is not False and not any(r.fence for r in rows) and \
+            (on_device or _device_of(model).type != "cpu"):
+        table = _erase_table(tokenizer, max(len(tokenizer), getattr(model.config, "vocab_size", 0) or 0))
+        if table is not None:
+            return _run_erase_device(model, tokenizer, rows, table, batch_size=batch_size, do_sample=do_sample,
+                                     temperature=temperature, max_new_tokens=max_new_tokens,
+                                     stop_on_backtrack=stop_on_backtrack, sync_every=sync_every, refill=refill)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     for r in rows:
         if len(r.raw_ids) >= max_new_tokens:
@@ -398,37 +479,12 @@ def _run(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool
 
         keep, drops, feeds = [], [], []
         for j, r in enumerate(active):
-            t = chosen[j]
-            if t not in pieces:
-                pieces[t] = tokenizer.decode([t]) if t != eos else ""
-            piece = pieces[t]
-            erased = _apply_erasure(r, piece, tokenizer) if erase and t != eos else None
-            if stop_on_backtrack and erased is None and r.run_newlines and t != eos:
-                text = r.kept_text(tokenizer)
-                if not text or text.endswith("\n"):  # a run of erasures ended at a line start
-                    r.done = r.backtracked = True   # this token is not taken: the state is
-                    continue                        # the page after the erasure
-            if erased is None:
-                r.run_newlines = 0
-            r.raw_ids.append(t)
-            r.logprob += chosen_lp[j]
-            if t == eos or len(r.raw_ids) >= max_new_tokens:
-                r.done = True
-                continue
-            keep.append(j)
-            if erased is None:
-                r.kept_ids.append(t)
-                r.kept_pieces.append(piece)
-                drops.append(0)
-                feeds.append([t])
-            else:
-                k, extra = erased
-                drop = len(r.kept_ids) - k + 1  # the erased slots and the last kept one, fed again
-                last = (r.prompt_ids + r.kept_ids[:k])[-1]
-                r.kept_ids = r.kept_ids[:k] + extra
-                r.kept_pieces = r.kept_pieces[:k] + [pieces.setdefault(x, tokenizer.decode([x])) for x in extra]
-                drops.append(drop)
-                feeds.append([last] + extra)
+            step = _take(r, chosen[j], chosen_lp[j], tokenizer, pieces, eos=eos, erase=erase,
+                         stop_on_backtrack=stop_on_backtrack, max_new_tokens=max_new_tokens)
+            if step is not None:
+                keep.append(j)
+                drops.append(step[0])
+                feeds.append(step[1])
         compact = len(keep) < len(active)
         batch.keep(keep)  # finished rows leave the batch
         if not keep:
@@ -522,6 +578,206 @@ def _run_visible(model, tokenizer, rows: list[_Row], *, batch_size: int, do_samp
         batch.logits = batch.forward(batch.cache, x["last"][:, None], batch.live, positions)
 
 
+# ----------------------------------------------------------------------------- erasing on the device
+
+def _erase_table(tokenizer, vocab: int) -> dict | None:
+    """What ``_run_erase_device`` needs to erase without the host: the ids of U+0008,
+    ``<backtrack>``, the newline, ``>`` and the characters of ``<backtrack`` (a marker spelled
+    out), and which ids are one character (``single``, indexed by id up to ``vocab``). None when
+    the tokenizer is not of that kind (a subword tokenizer: an erasure there re-encodes text,
+    which only the host can do). Every token must be one character, an erasing token, or a
+    piece of several characters (``<pad>``, ``<success>``) that cannot take part in spelling
+    ``<backtrack>``; a backspace over such a piece, or a spelled-out marker, sends its row to
+    the host (``diverted``)."""
+    if len(tokenizer) > 4096:  # a subword vocabulary: not worth looking at every piece
+        return None
+    eos = tokenizer.eos_token_id
+
+    def one(text):
+        try:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        except (ValueError, KeyError):  # a tokenizer that cannot write it: not one character per token
+            return None
+        return ids[0] if len(ids) == 1 and tokenizer.decode(ids) == text else None
+
+    bs, bt, nl, gt = one(BACKSPACE), one(BACKTRACK_TOKEN), one("\n"), one(">")
+    spelled = [one(c) for c in BACKTRACK_TOKEN[:-1]]
+    if None in (bs, bt, nl, gt) or None in spelled:
+        return None
+    single = [False] * vocab
+    for i in range(min(len(tokenizer), vocab)):
+        if i in (eos, bs, bt):
+            continue
+        piece = tokenizer.decode([i])
+        if len(piece) == 1 and piece != BACKSPACE:
+            single[i] = True
+        elif (BACKSPACE in piece or BACKTRACK_TOKEN in piece
+              or any(piece.startswith(BACKTRACK_TOKEN[-k:]) or piece.endswith(BACKTRACK_TOKEN[:k])
+                     for k in range(1, len(BACKTRACK_TOKEN)))):
+            return None  # a piece that erases, or could help spell a marker: the host's job
+    return {"bs": bs, "bt": bt, "nl": nl, "gt": gt, "spelled": spelled, "single": single}
+
+
+def _run_erase_device(model, tokenizer, rows: list[_Row], table: dict, *, batch_size: int, do_sample: bool,
+                      temperature: float, max_new_tokens: int, stop_on_backtrack: bool = False,
+                      sync_every: int | None = None, refill: int | None = None) -> None:
+    """``_run`` with ``erase=True`` for a one-character tokenizer (``_erase_table``), with no
+    host synchronisation between the host's looks (every ``sync_every`` steps). Each row's
+    kept ids live in a device buffer; a backspace pops one, ``<backtrack>`` pops back to the
+    line start before a trailing newline (the rules of ``_erase``), found by masks over the
+    buffer. Every step feeds one token per row: the chosen one, or after an erasure the last
+    kept one again (so the next logits come from the collapsed context, as in ``_run``); the
+    erased slots and the re-fed one die in the ``live`` mask, and the cache is compacted only
+    when the host looks. A row done in between steps on masked. A row whose token needs the
+    host (a backspace over a token of several characters, a ``<backtrack>`` spelled out
+    character by character) stops there: at the next look the host applies that token with
+    ``_take`` and the row joins again, prefilled from its prompt and kept tokens."""
+    import torch
+    from collections import deque
+
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    batch = _Batch(model, pad)
+    device = batch.device
+    if sync_every is None:
+        sync_every = 1 if device.type == "cpu" else SYNC_EVERY
+    refill = refill or _refill_default(batch_size, device)
+    single = torch.tensor(table["single"], device=device)
+    bs, bt, nl, gt = table["bs"], table["bt"], table["nl"], table["gt"]
+    spelled = torch.tensor(table["spelled"], device=device)
+    pieces: dict[int, str] = {}
+    for r in rows:
+        r.done = len(r.raw_ids) >= max_new_tokens
+    waiting = deque(r for r in rows if not r.done)
+
+    def make_extra(new):
+        n = len(new)
+        # kept ids grow by at most one a step; a piece half erased on the host came back as characters
+        width = max(len(r.kept_ids) + max_new_tokens - len(r.raw_ids) for r in new)
+        kept = torch.full((n, width), pad, dtype=torch.long)
+        for j, r in enumerate(new):
+            kept[j, :len(r.kept_ids)] = torch.tensor(r.kept_ids, dtype=torch.long)
+        on = dict(device=device)
+        return {"kept": kept.to(device),
+                "kcount": torch.tensor([len(r.kept_ids) for r in new], **on),
+                "out": torch.full((n, max_new_tokens), pad, dtype=torch.long, **on),
+                "count": torch.zeros(n, dtype=torch.long, **on),
+                "budget": torch.tensor([max_new_tokens - len(r.raw_ids) for r in new], **on),
+                "logprob": torch.tensor([r.logprob for r in new], dtype=torch.float64, **on),
+                "run_nl": torch.tensor([r.run_newlines for r in new], **on),
+                "prompt_last": torch.tensor([r.prompt_ids[-1] for r in new], **on),
+                "done": torch.zeros(n, dtype=torch.bool, **on),
+                "stopped": torch.zeros(n, dtype=torch.bool, **on),
+                "diverted": torch.zeros(n, dtype=torch.bool, **on),
+                "held": torch.full((n,), pad, dtype=torch.long, **on),          # the diverted token ...
+                "held_lp": torch.zeros(n, dtype=torch.float64, **on),           # ... and its log-probability
+                "feed": torch.full((n,), pad, dtype=torch.long, **on)}
+
+    def look():
+        """The host's look: rows done leave (their state copied into their _Row), diverted
+        rows take their token on the host and wait to join again; the cache is compacted."""
+        x = batch.extra
+        finished = [j for j, d in enumerate(x["done"].tolist()) if d]
+        if not finished:
+            if int(batch.live.sum(1).max()) < batch.live.shape[1]:  # erasures left columns no row needs
+                batch.live = _compact(batch.cache, batch.live)
+            return
+        t = torch.tensor(finished, device=device)
+        small = torch.stack([x["count"][t], x["kcount"][t], x["run_nl"][t], x["stopped"][t].long(),
+                             x["diverted"][t].long(), x["held"][t]], dim=1).tolist()
+        floats = torch.stack([x["logprob"][t], x["held_lp"][t]], dim=1).tolist()
+        outs, kepts = x["out"][t].tolist(), x["kept"][t].tolist()
+        back = []
+        for j, (count, kcount, run_nl, stopped, diverted, held), (logprob, held_lp), out, kept in zip(
+                finished, small, floats, outs, kepts):
+            r = batch.rows[j]
+            r.raw_ids += out[:count]
+            r.kept_ids = kept[:kcount]
+            r.kept_pieces = [_piece(pieces, i, tokenizer, eos) for i in r.kept_ids]
+            r.logprob, r.run_newlines = logprob, run_nl
+            if stopped:
+                r.done = r.backtracked = True
+            elif diverted:
+                if _take(r, held, held_lp, tokenizer, pieces, eos=eos, erase=True,
+                         stop_on_backtrack=stop_on_backtrack, max_new_tokens=max_new_tokens) is not None:
+                    back.append(r)  # joins again: prefilled from its prompt and kept tokens
+            else:
+                r.done = True
+        waiting.extendleft(reversed(back))
+        gone = set(finished)
+        batch.keep([j for j in range(len(batch.rows)) if j not in gone])
+        if batch.rows:
+            batch.live = _compact(batch.cache, batch.live)
+
+    steps = 0
+    while True:
+        _admit_waiting(batch, waiting, batch_size, refill, make_extra)
+        if not batch.rows:
+            break
+        x, logits = batch.extra, batch.logits
+        n = len(batch.rows)
+        logp = torch.log_softmax(logits, dim=-1)
+        if do_sample:
+            chosen = torch.multinomial(torch.softmax(logits / temperature, dim=-1), num_samples=1).squeeze(1)
+        else:
+            chosen = logits.argmax(dim=-1)
+        lp = logp.gather(1, chosen[:, None]).squeeze(1).double()
+        at = torch.arange(n, device=device)
+        kc, kept = x["kcount"], x["kept"]
+        has = kc > 0
+        last = kept[at, (kc - 1).clamp(min=0)]                    # the last kept id (where has)
+        is_eos, is_bs, is_bt = chosen == eos, chosen == bs, chosen == bt
+        erasing = is_bs | is_bt
+        ordinary = ~erasing & ~is_eos
+        active = ~x["done"]
+        # the host's cases: a backspace over a piece of several characters; a spelled-out marker
+        tail = (kc[:, None] - len(spelled) + torch.arange(len(spelled), device=device)).clamp(min=0)
+        spelled_out = (chosen == gt) & (kc >= len(spelled)) & (kept.gather(1, tail) == spelled).all(1)
+        divert = active & ((is_bs & has & ~single[last]) | spelled_out)
+        stop = (active & ordinary & (x["run_nl"] > 0) & (~has | (last == nl))) if stop_on_backtrack else \
+            torch.zeros_like(active)
+        take = active & ~divert & ~stop
+        # where the kept ids end after an erasure: one less (backspace), or the line start before
+        # a trailing newline (<backtrack>; nothing when the page does not end with a newline)
+        cut = is_bt & has & (last == nl)
+        pos = torch.arange(kept.shape[1], device=device)
+        line_start = torch.where((kept == nl) & (pos < (kc - 1)[:, None]), pos + 1, 0).max(1).values
+        after = torch.where(is_bs, (kc - 1).clamp(min=0), torch.where(cut, line_start, kc))
+        newlines = torch.where(is_bs, has & (last == nl), cut).long()
+        # the raw stream takes every token taken
+        slot = x["count"].clamp(max=max_new_tokens - 1)
+        x["out"][at, slot] = torch.where(take, chosen, x["out"][at, slot])
+        x["count"] = x["count"] + take.long()
+        x["logprob"] = x["logprob"] + torch.where(take, lp, torch.zeros_like(lp))
+        x["run_nl"] = torch.where(take & erasing, x["run_nl"] + newlines, torch.where(take, 0, x["run_nl"]))
+        kslot = kc.clamp(max=kept.shape[1] - 1)
+        kept[at, kslot] = torch.where(take & ordinary, chosen, kept[at, kslot])
+        kc_new = torch.where(take & ordinary, kc + 1, torch.where(take & erasing, after, kc))
+        finished = take & (is_eos | (x["count"] >= x["budget"]))
+        x["held"] = torch.where(divert, chosen, x["held"])
+        x["held_lp"] = torch.where(divert, lp, x["held_lp"])
+        x["diverted"] = x["diverted"] | divert
+        x["stopped"] = x["stopped"] | stop
+        x["done"] = x["done"] | divert | stop | finished
+        x["kcount"] = kc_new
+        # an erasure kills the erased slots and the last kept one, which is fed again
+        drop = torch.where(take & erasing & ~finished, kc - kc_new + 1, 0)
+        live = batch.live
+        from_right = live.flip(1).long().cumsum(1).flip(1)  # live slots at or after each slot
+        live = live & (from_right > drop[:, None])
+        refeed = torch.where(kc_new > 0, kept[at, (kc_new - 1).clamp(min=0)], x["prompt_last"])
+        x["feed"] = torch.where(ordinary, chosen, refeed)
+        batch.live = live
+        steps += 1
+        if steps % sync_every == 0:
+            look()  # the rows that stay keep their feed (batch.extra follows them)
+            if not batch.rows:
+                continue
+            x, live = batch.extra, batch.live
+        positions = live.sum(1, keepdim=True)
+        batch.live = torch.cat([live, ~x["done"][:, None]], dim=1)
+        batch.logits = batch.forward(batch.cache, x["feed"][:, None], batch.live, positions)
+
+
 def _compact(cache, live):
     """Move each row's live slots to the right end, in order; drop columns no row uses."""
     import torch
@@ -534,6 +790,12 @@ def _compact(cache, live):
         layer.keys = layer.keys.gather(2, gather)
         layer.values = layer.values.gather(2, index[:, None, :, None].expand(b, h, count, layer.values.shape[-1]))
     return live.gather(1, index)
+
+
+def _device_of(model):
+    import torch
+
+    return getattr(model, "device", None) or torch.device("cpu")
 
 
 def _accepts_config(cls) -> bool:
@@ -565,7 +827,8 @@ def _select(candidates: list[_Row], score: str, tokenizer) -> _Row:
 
 def _self_backtrack(model, tokenizer, prompt_ids: list[list[int]], *, n: int, b: int, score: str,
                     temperature: float, max_new_tokens: int,
-                    batch_size: int, fence: tuple[str, ...] = ()) -> tuple[list[_Row], list[int]]:
+                    batch_size: int, fence: tuple[str, ...] = (), on_device: bool | None = None,
+                    sync_every: int | None = None) -> tuple[list[_Row], list[int]]:
     """One Self-Backtracking run per prompt: the chosen completion of each, and the tokens
     each run generated in all (every sample of every round, from the state it forked)."""
     states: list[_Row | None] = [_Row(ids, fence=fence) for ids in prompt_ids]
@@ -577,7 +840,8 @@ def _self_backtrack(model, tokenizer, prompt_ids: list[list[int]], *, n: int, b:
         rows = [states[i].fork() for i in owners]
         start = [len(r.raw_ids) for r in rows]
         _run(model, tokenizer, rows, do_sample=True, temperature=temperature,
-                     max_new_tokens=max_new_tokens, batch_size=batch_size, stop_on_backtrack=not last)
+                     max_new_tokens=max_new_tokens, batch_size=batch_size, stop_on_backtrack=not last,
+                     on_device=on_device, sync_every=sync_every)
         for i, r, s0 in zip(owners, rows, start):
             spent[i] += len(r.raw_ids) - s0
         states = [None] * len(prompt_ids)
