@@ -71,10 +71,13 @@ clean:
 # device call, carrying .whl: bash benchmarks/gpu_session.sh (docs/study-gpu.md).
 GPU_WHEELS ?= trl transformers datasets dill multiprocess hydra-core omegaconf antlr4-python3-runtime hydra-joblib-launcher
 
+GPU_PYTHON    ?= 3.12
+GPU_WHEEL_DIR ?= .whl
+
 gpu-wheels: $(STAMP)
-	mkdir -p .whl
-	$(PY) -m benchmarks.wheelhouse --only "$(GPU_WHEELS)" > .whl/requirements.txt
-	$(PY) -m pip download --no-deps --prefer-binary --implementation cp --python-version 3.12 \
-	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --dest .whl -r .whl/requirements.txt
+	mkdir -p $(GPU_WHEEL_DIR)
+	$(PY) -m benchmarks.wheelhouse --only "$(GPU_WHEELS)" > $(GPU_WHEEL_DIR)/requirements.txt
+	$(PY) -m pip download --no-deps --prefer-binary --implementation cp --python-version $(GPU_PYTHON) \
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --dest $(GPU_WHEEL_DIR) -r $(GPU_WHEEL_DIR)/requirements.txt
 	# an sdist among them (antlr4-python3-runtime 4.9.3 has no wheel) is pure Python: built into a wheel here
-	for f in .whl/*.tar.gz; do test -e "$$f" || continue; $(PY) -m pip wheel --no-deps --wheel-dir .whl "$$f" && rm "$$f"; done
+	for f in $(GPU_WHEEL_DIR)/*.tar.gz; do test -e "$$f" || continue; $(PY) -m pip wheel --no-deps --wheel-dir $(GPU_WHEEL_DIR) "$$f" && rm "$$f"; done

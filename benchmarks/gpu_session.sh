@@ -4,43 +4,72 @@
 #   device:    bash benchmarks/gpu_session.sh       (carry: [".whl"]; timeout_s 600)
 # It measures, on the one GPU: decoding speed (visible, erase, model.generate, before and after
 # continuous batching, batch 512), then benchmarks.gpu_study --minutes 7 and
-# experiment=countdown4_gpu side by side. What comes back in $OUT (at most 8 files): machine.txt,
-# decode_bench.txt, decode_bench_reference.txt, table.md, report.md, countdown4_metrics.json,
-# session.tar.gz (every run's metrics, samples and logs, no weights) and session.log.
+# experiment=countdown4_gpu side by side. What comes back in $OUT (9 files): machine.txt,
+# decode_bench.txt, decode_bench_host.txt, decode_bench_reference.txt, table.md, report.md,
+# countdown4_metrics.json, session.tar.gz (every run's metrics, samples and logs, no weights)
+# and session.log.
 # Figures go to docs/study-gpu.md with the machine and the command.
+# REHEARSE=1 runs the same script on the CPU with tiny sizes (decode_bench on the tiny model,
+# gpu_study --smoke, countdown4_gpu shrunk), to check its plumbing before device time is spent;
+# with PY=<an interpreter like the GPU image's> and WHL=<wheels built for it> (make gpu-wheels
+# GPU_PYTHON=3.11 GPU_WHEEL_DIR=...) it checks the carried wheels too (docs/study-gpu.md).
 set -u
 OUT=${OUT:-outputs/gpu_session}
 WORK=${WORK:-/tmp/gpu_session}
+WHL=${WHL:-.whl}
+PY=${PY:-python3}
+BUDGET=${BUDGET:-560}      # seconds this script may take (the device call's limit is 600)
 mkdir -p "$OUT" "$WORK"
 exec > >(tee "$OUT/session.log") 2>&1
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+if ls "$WHL"/*.whl >/dev/null 2>&1; then
+  SITE=${SITE:-/tmp/site}
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHL"/*.whl || exit 1
+  export PYTHONPATH=$SITE:$PWD
 else
   export PYTHONPATH=$PWD
 fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
-PY=python3
+if [ -n "${REHEARSE:-}" ]; then
+  DEVICE=cpu
+  BENCH_SIZES="--size tiny --prompts 16 --batch-size 8 --max-new-tokens 32"
+  STUDY_ARGS="--smoke"
+  C4_ARGS="hardware=cpu data.n=200 data.n_test=8 model.hidden_size=32 model.intermediate_size=64 \
+model.num_hidden_layers=1 model.num_attention_heads=2 model.num_key_value_heads=2 sft.max_steps=4 \
+sft.per_device_train_batch_size=8 sft.warmup_steps=0 sft.logging_steps=2 eval.n_problems=8 \
+eval.num_samples=2 eval.k=[1,2] eval.batch_size=8 eval.max_new_tokens=48"
+else
+  DEVICE=cuda
+  BENCH_SIZES="--size 25m --prompts 1024 --batch-size 512"
+  STUDY_ARGS=""
+  C4_ARGS=""
+fi
 start=$(date +%s)
-{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  $PY -c "import torch, transformers, trl, datasets; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)"
+{ date -u; command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  $PY -c "import sys, torch, transformers, trl, datasets, hydra; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'hydra', hydra.__version__)"
   git log -1 --format='commit %H' 2>/dev/null; } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
-# 1. decoding (about a minute each): the 25M model, random weights, 1024 prompts, batch 512
-bench="$PY -m benchmarks.decode_bench --device cuda --size 25m --prompts 1024 --batch-size 512"
-timeout 150 $bench --modes generate,visible,erase > "$OUT/decode_bench.txt" 2>&1
-timeout 90 $bench --modes visible,erase --reference > "$OUT/decode_bench_reference.txt" 2>&1
-cat "$OUT/decode_bench.txt" "$OUT/decode_bench_reference.txt"
+# 1. decoding (about a minute each): the 25M model, random weights, 1024 prompts, batch 512;
+#    erase decoding on the device (the default on a GPU), by the host, and the loops of before
+bench="$PY -m benchmarks.decode_bench --device $DEVICE $BENCH_SIZES"
+timeout 150 $bench --modes generate,visible,erase --erase-on-device on > "$OUT/decode_bench.txt" 2>&1
+timeout 60 $bench --modes erase --erase-on-device off > "$OUT/decode_bench_host.txt" 2>&1
+#    before/after at a size the loops of before can finish: 512 prompts (one batch), 64 tokens
+small="--prompts 512 --max-new-tokens 64"
+[ -n "${REHEARSE:-}" ] && small="--prompts 8 --max-new-tokens 16"
+{ timeout 40 $bench $small --modes visible,erase; timeout 100 $bench $small --modes visible,erase --reference; } \
+  > "$OUT/decode_bench_reference.txt" 2>&1
+cat "$OUT/decode_bench.txt" "$OUT/decode_bench_host.txt" "$OUT/decode_bench_reference.txt"
 
-# 2. the study and the 4-number preset side by side, ending before the call's 10 minutes
-left=$(( 560 - ($(date +%s) - start) ))
-minutes=$(python3 -c "print(round(max(3.0, min(7.0, ($left - 30) / 60)), 1))")
-echo "$left s left: gpu_study --minutes $minutes, countdown4_gpu with sft.max_minutes=$(python3 -c "print(round($minutes * 0.55, 1))")"
+# 2. the study and the 4-number preset side by side, ending before the script's budget
+left=$(( BUDGET - ($(date +%s) - start) ))
+minutes=$($PY -c "print(round(max(3.0, min(7.0, ($left - 30) / 60)), 1))")
+c4_minutes=$($PY -c "print(round($minutes * 0.55, 1))")
+echo "$left s left: gpu_study --minutes $minutes, countdown4_gpu with sft.max_minutes=$c4_minutes"
 timeout $(( left - 15 )) $PY -m train experiment=countdown4_gpu hydra.run.dir="$WORK/countdown4" \
-  sft.max_minutes=$(python3 -c "print(round($minutes * 0.55, 1))") > "$WORK/countdown4.log" 2>&1 &
+  sft.max_minutes=$c4_minutes $C4_ARGS > "$WORK/countdown4.log" 2>&1 &
 c4=$!
-$PY -m benchmarks.gpu_study --minutes "$minutes" --out "$WORK/study"
+$PY -m benchmarks.gpu_study --minutes "$minutes" --out "$WORK/study" $STUDY_ARGS
 wait $c4
 echo "countdown4_gpu exit: $?"
 tail -5 "$WORK/countdown4.log"
@@ -48,4 +77,5 @@ tail -5 "$WORK/countdown4.log"
 cp "$WORK/study/table.md" "$WORK/study/report.md" "$OUT/" 2>/dev/null
 cp "$WORK/countdown4/metrics.json" "$OUT/countdown4_metrics.json" 2>/dev/null
 tar -czf "$OUT/session.tar.gz" -C "$WORK" --exclude='*.safetensors' --exclude='*.bin' --exclude='*.pt' . 2>/dev/null
+echo "session: $(( $(date +%s) - start )) s"
 ls -la "$OUT"

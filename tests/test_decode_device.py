@@ -180,3 +180,20 @@ def test_decoding_reads_the_host_only_when_it_looks(tok, decoding, monkeypatch):
     assert generate(model, tok, decoding, batch_size=len(PROMPTS), erase_on_device=True, sync_every=64) == every_step
     assert host_reads >= host_steps >= 30
     assert reads.count <= 8 < 30 <= sum(steps)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_the_ready_step_mask_gives_model_generates_tokens(tok, attention):
+    """One-token steps hand the model a 4-D mask (boolean for sdpa, additive for eager): the
+    visible stream is still model.generate's, which builds its masks itself."""
+    model = llama(tok, 2)
+    model.set_attn_implementation(attention)
+    assert model.config._attn_implementation == attention
+    ours = generate(model, tok, "visible", batch_size=len(PROMPTS))
+    theirs = decode.hf_generate(model, tok, PROMPTS, num_return_sequences=1, do_sample=False, temperature=1.0,
+                                max_new_tokens=MAX_NEW, batch_size=len(PROMPTS))
+    assert ours == theirs
+    host = generate(llama(tok, 6, {BS: 2.5}), tok, erase_on_device=False)
+    erasing = llama(tok, 6, {BS: 2.5})
+    erasing.set_attn_implementation(attention)
+    assert generate(erasing, tok, erase_on_device=True, sync_every=4) == host
