@@ -154,3 +154,27 @@ def test_the_gpu_session_script_parses_and_make_gpu_wheels_is_well_formed(tmp_pa
     download = next(line for line in r.stdout.replace("\\\n", " ").splitlines() if "pip download" in line).split()
     assert download[download.index("--python-version") + 1] == "3.12"   # the GPU image's Python
     assert "--only" in r.stdout and "trl" in r.stdout
+
+
+@pytest.mark.slow
+def test_the_gpu_session_script_rehearsed_on_the_cpu_returns_every_file(tmp_path):
+    """benchmarks/gpu_session.sh is what one device call runs, with no second try: REHEARSE=1
+    runs all of it here with tiny sizes (decode benchmarks, the study, countdown4_gpu shrunk)
+    and every file it promises comes back, each with what it should hold."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {**__import__("os").environ, "REHEARSE": "1", "PY": sys.executable, "WHL": str(tmp_path / "no_wheels"),
+           "OUT": str(out), "WORK": str(work), "BUDGET": "400"}
+    done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = {p.name for p in out.iterdir()}
+    assert files == {"machine.txt", "decode_bench.txt", "decode_bench_host.txt", "decode_bench_reference.txt",
+                     "table.md", "report.md", "countdown4_metrics.json", "session.tar.gz", "session.log"}
+    assert "torch" in (out / "machine.txt").read_text()
+    for name, modes in (("decode_bench.txt", ("model.generate", "visible", "erase")), ("decode_bench_host.txt", ("erase",)),
+                        ("decode_bench_reference.txt", ("visible", "erase"))):
+        text = (out / name).read_text()
+        assert all(f" {mode} " in text and "tok/s" in text for mode in modes), (name, text)
+    table = (out / "table.md").read_text()
+    assert "| c3_direct | SFT | ok |" in table and "| c3_backspace | SFT | ok |" in table, table
+    assert 0.0 <= json.loads((out / "countdown4_metrics.json").read_text())["accuracy"] <= 1.0
