@@ -468,11 +468,7 @@ def _run(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool
             break
         active, logits = batch.rows, batch.logits
         logp = torch.log_softmax(logits, dim=-1)
-        if do_sample:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            chosen = torch.multinomial(probs, num_samples=1).squeeze(1)
-        else:
-            chosen = logits.argmax(dim=-1)
+        chosen = _choose(logits, do_sample, temperature)
         # one copy to the host per step: the token ids (exact in float64) beside their log-probabilities
         both = torch.stack([chosen.double(), logp.gather(1, chosen[:, None]).squeeze(1).double()]).tolist()
         chosen, chosen_lp = [int(t) for t in both[0]], both[1]
@@ -511,6 +507,30 @@ def _run(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool
         # compacted away after the next token (the attention mask hides them until then)
 
 
+def _choose(logits, do_sample: bool, temperature: float):
+    """Each row's next token: sampled at ``temperature``, or the most likely."""
+    import torch
+
+    if do_sample:
+        return torch.multinomial(torch.softmax(logits / temperature, dim=-1), num_samples=1).squeeze(1)
+    return logits.argmax(dim=-1)
+
+
+def _start(model, pad: int, rows: list[_Row], batch_size: int, max_new_tokens: int, sync_every: int | None,
+           refill: int | None):
+    """The device-side loops' start: an empty batch, the rows that still have tokens to write
+    (waiting), and the host's look interval and refill size for the model's device."""
+    from collections import deque
+
+    batch = _Batch(model, pad)
+    if sync_every is None:
+        sync_every = 1 if batch.device.type == "cpu" else SYNC_EVERY
+    refill = refill or _refill_default(batch_size, batch.device)
+    for r in rows:
+        r.done = len(r.raw_ids) >= max_new_tokens
+    return batch, deque(r for r in rows if not r.done), sync_every, refill
+
+
 def _run_visible(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool, temperature: float,
                  max_new_tokens: int, sync_every: int | None = None, refill: int | None = None) -> None:
     """Plain decoding of fresh ``rows`` (in place) with the tokens kept on the device: each
@@ -519,17 +539,10 @@ def _run_visible(model, tokenizer, rows: list[_Row], *, batch_size: int, do_samp
     finished and let waiting ones join. A finished row steps on until then with its fed slot
     dead and its position held (its tokens are dropped), so the stream is model.generate's."""
     import torch
-    from collections import deque
 
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    batch = _Batch(model, pad)
+    batch, waiting, sync_every, refill = _start(model, pad, rows, batch_size, max_new_tokens, sync_every, refill)
     device = batch.device
-    if sync_every is None:
-        sync_every = 1 if device.type == "cpu" else SYNC_EVERY
-    refill = refill or _refill_default(batch_size, device)
-    for r in rows:
-        r.done = len(r.raw_ids) >= max_new_tokens
-    waiting = deque(r for r in rows if not r.done)
 
     def make_extra(new):
         n = len(new)
@@ -545,10 +558,7 @@ def _run_visible(model, tokenizer, rows: list[_Row], *, batch_size: int, do_samp
         if not batch.rows:
             break
         x, logits = batch.extra, batch.logits
-        if do_sample:
-            chosen = torch.multinomial(torch.softmax(logits / temperature, dim=-1), num_samples=1).squeeze(1)
-        else:
-            chosen = logits.argmax(dim=-1)
+        chosen = _choose(logits, do_sample, temperature)
         was_done = x["done"]
         rows_ = torch.arange(len(batch.rows), device=device)
         at = x["count"].clamp(max=max_new_tokens - 1)
@@ -633,21 +643,14 @@ def _run_erase_device(model, tokenizer, rows: list[_Row], table: dict, *, batch_
     character by character) stops there: at the next look the host applies that token with
     ``_take`` and the row joins again, prefilled from its prompt and kept tokens."""
     import torch
-    from collections import deque
 
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    batch = _Batch(model, pad)
+    batch, waiting, sync_every, refill = _start(model, pad, rows, batch_size, max_new_tokens, sync_every, refill)
     device = batch.device
-    if sync_every is None:
-        sync_every = 1 if device.type == "cpu" else SYNC_EVERY
-    refill = refill or _refill_default(batch_size, device)
     single = torch.tensor(table["single"], device=device)
     bs, bt, nl, gt = table["bs"], table["bt"], table["nl"], table["gt"]
     spelled = torch.tensor(table["spelled"], device=device)
     pieces: dict[int, str] = {}
-    for r in rows:
-        r.done = len(r.raw_ids) >= max_new_tokens
-    waiting = deque(r for r in rows if not r.done)
 
     def make_extra(new):
         n = len(new)
@@ -716,10 +719,7 @@ def _run_erase_device(model, tokenizer, rows: list[_Row], table: dict, *, batch_
         x, logits = batch.extra, batch.logits
         n = len(batch.rows)
         logp = torch.log_softmax(logits, dim=-1)
-        if do_sample:
-            chosen = torch.multinomial(torch.softmax(logits / temperature, dim=-1), num_samples=1).squeeze(1)
-        else:
-            chosen = logits.argmax(dim=-1)
+        chosen = _choose(logits, do_sample, temperature)
         lp = logp.gather(1, chosen[:, None]).squeeze(1).double()
         at = torch.arange(n, device=device)
         kc, kept = x["kcount"], x["kept"]
