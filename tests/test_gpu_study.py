@@ -51,23 +51,34 @@ def test_a_row_reads_metrics_and_a_missing_run_is_an_empty_row(tmp_path):
 @pytest.mark.parametrize("arm", list(gpu_study.ARMS))
 def test_every_arm_composes_into_trl_configs_on_the_gpu_preset(tmp_path, pretend_gpu, arm):  # noqa: F811
     """The overrides each stage passes build valid TRL configs (hydra grammar, TRL field names)."""
+    from train.checks import check
     from train.trl_configs import grpo_config, sft_config
 
     common = gpu_study.STUDY + ["hardware=gpu", "sft.max_minutes=3"]
     c = compose("experiment=style_ablation_gpu", *gpu_study.ARMS[arm], *common)
     assert c["hardware"]["bf16"] and not c["hardware"]["use_cpu"]
     sft_config(c, tmp_path / "sft")
-    g = compose("experiment=style_ablation_gpu", *gpu_study.ARMS[arm], *common, "sft.enabled=false",
-                "grpo.enabled=true", "grpo.max_minutes=1", "grpo.use_transformers_continuous_batching=true")
-    assert grpo_config(g, tmp_path / "grpo").use_transformers_continuous_batching
+    for generator, overrides in gpu_study.GRPO_GENERATORS.items():   # each of stage 2's GRPO runs
+        g = compose("experiment=style_ablation_gpu", *gpu_study.ARMS[arm], *common, "sft.enabled=false",
+                    "grpo.enabled=true", "grpo.max_minutes=1", *overrides)
+        check(g)   # python -m train's checks: grpo.generator=project with TRL's own switches off
+        args = grpo_config(g, tmp_path / "grpo")
+        assert args.use_transformers_continuous_batching == (generator == "trl_cb")
+        assert g["grpo"]["generator"] == ("project" if generator == "project" else "trl")
     if arm.split("_", 1)[1] in ("backspace", "backtrack_token"):   # the erasing arms: erase decoding too
         assert c["eval"]["extra_decodings"] == {"erase": {}}
 
 
-def test_an_unknown_arm_is_refused_by_name():
-    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_study", "--smoke", "--arms", "c3_dirct"], cwd=ROOT,
+@pytest.mark.parametrize("flag, bad", [("--arms", "c3_dirct"), ("--grpo-generators", "trl,vllm")])
+def test_an_unknown_arm_or_generator_is_refused_by_name(flag, bad):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_study", "--smoke", flag, bad], cwd=ROOT,
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "c3_dirct" in r.stderr
+    assert r.returncode == 2 and bad.split(",")[-1] in r.stderr, r.stderr
+
+
+def test_each_grpo_generator_has_its_own_run_directory():
+    names = {gpu_study.grpo_run("c3_backspace", gen) for gen in gpu_study.GRPO_GENERATORS}
+    assert len(names) == len(gpu_study.GRPO_GENERATORS) and "c3_backspace_grpo" in names   # trl's name as before
 
 
 @pytest.mark.slow

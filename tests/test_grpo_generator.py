@@ -199,3 +199,20 @@ def test_build_trainer_and_check_refuse_what_the_project_path_cannot_do(tmp_path
             build_trainer(None, None, None, [], None, generator=over["generator"])
     check_generator({"generator": "trl", "top_p": 0.9})        # TRL's own path does these itself
     check_generator({"generator": "project", "top_p": 1.0, "top_k": 0, "min_p": None})   # "off" is fine
+
+
+def test_grpo_bench_measures_each_generator_in_one_table(tmp_path, capsys):
+    """benchmarks.grpo_bench, shrunk: a row per generator, with generation timed apart from the
+    step (TRL's continuous batching is left out here: a 15 s warm-up per step on this CPU)."""
+    from benchmarks import grpo_bench
+
+    rows = grpo_bench.main(["--steps", "2", "--prompts", "1", "--num-generations", "4", "--max-completion-length",
+                            "16", "--generators", "trl,project", "--json", str(tmp_path / "rows.json")])
+    assert [r["generator"] for r in rows] == ["trl", "project"]
+    for r in rows:
+        assert r["steps"] == 2 and r["timed"] == 1                          # the first step is the warm-up
+        assert 1 <= r["mean_length"] <= 16 and r["tokens_per_s"] > 0
+        assert 0 < r["generation_s_per_step"] < r["step_s"]                 # generation is part of the step
+    out = capsys.readouterr().out
+    assert "| project | 2 (1) |" in out and "x tokens/s |" in out
+    assert json.loads((tmp_path / "rows.json").read_text()) == rows
