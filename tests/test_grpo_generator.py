@@ -168,9 +168,11 @@ def test_grpo_with_the_project_generator_trains_in_every_format(tmp_path, monkey
     assert (tmp_path / "grpo" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_the_project_generator_runs_from_the_command_line(tmp_path):
     """python -m train experiment=smoke grpo.generator=project: the key reaches the trainer
-    through Hydra, and rewards are computed on every logged step."""
+    through Hydra, and rewards are computed on every logged step (about 20 s: the smoke
+    dataset is generated first; the in-process run above is the fast check)."""
     run = tmp_path / "run"
     r = run_train("experiment=smoke", "grpo.generator=project", "sft.max_steps=2", "eval.enabled=false",
                   f"hydra.run.dir={run}", f"data.cache_dir={tmp_path / 'cache'}")
