@@ -43,6 +43,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.generate_bench
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.train_bench
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.decode_bench
+	HF_HUB_OFFLINE=1 $(PY) -W ignore -m benchmarks.grpo_bench
 
 # Wheels for a GPU machine without internet that has its own torch: the project's requirements
 # (train extra) at the versions installed here, minus torch, for WHEEL_PYTHON on WHEEL_PLATFORMS,

@@ -8,7 +8,9 @@ overrides), all started together so that they share the GPU; each arm's SFT is b
   direct, search, backspace and backtrack_token on 3-number Countdown (``c3_*``), direct and
   backspace on 4-number Countdown (``c4_*``);
 - stage 2, time permitting: GRPO from the SFT checkpoints of ``--grpo-arms`` (3-number direct
-  and backspace), then the same evaluation;
+  and backspace), then the same evaluation; one run per arm and ``--grpo-generators`` entry
+  (``trl``, TRL's model.generate; ``trl_cb``, its continuous batching; ``project``,
+  grpo.generator=project), all in parallel, so that their ``GRPO completions/s`` compare;
 - stage 3, time permitting: the trainer's SFT tokens/s beside a plain PyTorch loop over the same
   batches and model (benchmarks/plain_loop.py), alone on the device.
 
@@ -49,6 +51,9 @@ ARMS = {  # name -> overrides on top of experiment=style_ablation_gpu
 }
 GRPO_ARMS = ("c3_direct", "c3_backspace")
 SMOKE_ARMS = ("c3_direct", "c3_backspace")
+# who writes GRPO's completions (benchmarks/grpo_bench.py uses the same names): overrides of each
+GRPO_GENERATORS = {"trl": [], "trl_cb": ["grpo.use_transformers_continuous_batching=true"],
+                   "project": ["grpo.generator=project"]}
 
 # The study's evaluation: 300 held-out puzzles, 1 greedy + 4 samples each, rows in batches of 512.
 STUDY = ["eval.n_problems=300", "eval.num_samples=4", "eval.k=[1,2,4]", "eval.batch_size=512",
@@ -66,6 +71,11 @@ SMOKE_GRPO = ["grpo.max_steps=1", "grpo.per_device_train_batch_size=4", "grpo.nu
 # Shares of --minutes: the SFT stage's SFT (data generation and evaluation come on top, inside
 # the stage's deadline), the SFT stage, GRPO's own training, and what stage 3 needs.
 SFT_SHARE, STAGE1_SHARE, GRPO_SHARE, RATIO_SHARE = 0.40, 0.70, 0.10, 0.08
+
+
+def grpo_run(arm: str, generator: str) -> str:
+    """The run directory's name of ``arm``'s GRPO stage with ``generator`` (trl: ``<arm>_grpo``, as before)."""
+    return f"{arm}_grpo" if generator == "trl" else f"{arm}_grpo_{generator}"
 
 
 def train_command(run_dir: Path, overrides: list[str]) -> list[str]:
@@ -167,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"--smoke: {', '.join(SMOKE_ARMS)})")
     parser.add_argument("--grpo-arms", default=None, help="arms that get a GRPO stage after SFT (default "
                         f"{', '.join(GRPO_ARMS)}; --smoke: c3_backspace; '' for none)")
-    parser.add_argument("--grpo-continuous-batching", action="store_true", help="GRPO generates with TRL's "
-                        "use_transformers_continuous_batching (unmeasured; off by default)")
+    parser.add_argument("--grpo-generators", default=None, help="comma-separated, of "
+                        f"{', '.join(GRPO_GENERATORS)}: one GRPO run per arm and generator, side by side "
+                        "(default trl)")
+    parser.add_argument("--grpo-continuous-batching", action="store_true", help="the same as "
+                        "--grpo-generators trl_cb (TRL's use_transformers_continuous_batching)")
     parser.add_argument("--cache", default="data/generated/cache", help="data.cache_dir of every run")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more overrides for every run")
     args = parser.parse_args(argv)
@@ -180,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     for a in arms + grpo_arms:
         if a not in ARMS:
             parser.error(f"--arms / --grpo-arms: unknown arm {a!r} (one of {', '.join(ARMS)})")
+    generators = (args.grpo_generators.split(",") if args.grpo_generators
+                  else ["trl_cb"] if args.grpo_continuous_batching else ["trl"])
+    for gen in generators:
+        if gen not in GRPO_GENERATORS:
+            parser.error(f"--grpo-generators: unknown generator {gen!r} (one of {', '.join(GRPO_GENERATORS)})")
     out = (args.out or ROOT / "outputs" / "gpu_study" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
     runs = out / "runs"
     t0 = time.monotonic()
@@ -197,15 +215,14 @@ def main(argv: list[str] | None = None) -> int:
 
     left = end - time.monotonic() - 60 * RATIO_SHARE * minutes
     ready = [a for a in grpo_arms if a in arms and (runs / a / "sft").is_dir()]
-    grpo_status = {}
+    grpo_status, grpo_of = {}, {}
     if ready and left > 60 * 2 * GRPO_SHARE * minutes:
         grpo_minutes = round(min(GRPO_SHARE * minutes, left / 60 / 2), 2)
         extra = SMOKE_GRPO if args.smoke else []
-        if args.grpo_continuous_batching:
-            extra = [*extra, "grpo.use_transformers_continuous_batching=true"]
-        stage2 = {f"{a}_grpo": train_command(runs / f"{a}_grpo", [
+        stage2 = {grpo_run(a, gen): train_command(runs / grpo_run(a, gen), [
             *ARMS[a], *common, "sft.enabled=false", "grpo.enabled=true", f"init_from={runs / a / 'sft'}",
-            f"grpo.max_minutes={grpo_minutes}", *extra]) for a in ready}
+            f"grpo.max_minutes={grpo_minutes}", *extra, *GRPO_GENERATORS[gen]]) for a in ready for gen in generators}
+        grpo_of = {grpo_run(a, gen): (a, gen) for a in ready for gen in generators}
         grpo_status = launch(stage2, time.monotonic() + left, out / "logs")
         for a, s in grpo_status.items():
             print(f"  stage 2 {a}: {s['status']} in {s['wall_seconds']} s", flush=True)
@@ -219,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = sft_ratio(out, [*ARMS[ratio_arm], *common], 6 if args.smoke else 200, end)
 
     rows = [row(a, "SFT", runs / a, status[a]) for a in arms]
-    rows += [row(a[:-len("_grpo")], "SFT+GRPO", runs / a, s) for a, s in grpo_status.items()]
+    rows += [row(grpo_of[name][0], "SFT+GRPO" + ("" if grpo_of[name][1] == "trl" else f" ({grpo_of[name][1]})"),
+                 runs / name, s) for name, s in grpo_status.items()]
     table = markdown(rows)
     try:
         from train.report import report

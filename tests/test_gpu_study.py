@@ -51,23 +51,34 @@ def test_a_row_reads_metrics_and_a_missing_run_is_an_empty_row(tmp_path):
 @pytest.mark.parametrize("arm", list(gpu_study.ARMS))
 def test_every_arm_composes_into_trl_configs_on_the_gpu_preset(tmp_path, pretend_gpu, arm):  # noqa: F811
     """The overrides each stage passes build valid TRL configs (hydra grammar, TRL field names)."""
+    from train.checks import check
     from train.trl_configs import grpo_config, sft_config
 
     common = gpu_study.STUDY + ["hardware=gpu", "sft.max_minutes=3"]
     c = compose("experiment=style_ablation_gpu", *gpu_study.ARMS[arm], *common)
     assert c["hardware"]["bf16"] and not c["hardware"]["use_cpu"]
     sft_config(c, tmp_path / "sft")
-    g = compose("experiment=style_ablation_gpu", *gpu_study.ARMS[arm], *common, "sft.enabled=false",
-                "grpo.enabled=true", "grpo.max_minutes=1", "grpo.use_transformers_continuous_batching=true")
-    assert grpo_config(g, tmp_path / "grpo").use_transformers_continuous_batching
+    for generator, overrides in gpu_study.GRPO_GENERATORS.items():   # each of stage 2's GRPO runs
+        g = compose("experiment=style_ablation_gpu", *gpu_study.ARMS[arm], *common, "sft.enabled=false",
+                    "grpo.enabled=true", "grpo.max_minutes=1", *overrides)
+        check(g)   # python -m train's checks: grpo.generator=project with TRL's own switches off
+        args = grpo_config(g, tmp_path / "grpo")
+        assert args.use_transformers_continuous_batching == (generator == "trl_cb")
+        assert g["grpo"]["generator"] == ("project" if generator == "project" else "trl")
     if arm.split("_", 1)[1] in ("backspace", "backtrack_token"):   # the erasing arms: erase decoding too
         assert c["eval"]["extra_decodings"] == {"erase": {}}
 
 
-def test_an_unknown_arm_is_refused_by_name():
-    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_study", "--smoke", "--arms", "c3_dirct"], cwd=ROOT,
+@pytest.mark.parametrize("flag, bad", [("--arms", "c3_dirct"), ("--grpo-generators", "trl,vllm")])
+def test_an_unknown_arm_or_generator_is_refused_by_name(flag, bad):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_study", "--smoke", flag, bad], cwd=ROOT,
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "c3_dirct" in r.stderr
+    assert r.returncode == 2 and bad.split(",")[-1] in r.stderr, r.stderr
+
+
+def test_each_grpo_generator_has_its_own_run_directory():
+    names = {gpu_study.grpo_run("c3_backspace", gen) for gen in gpu_study.GRPO_GENERATORS}
+    assert len(names) == len(gpu_study.GRPO_GENERATORS) and "c3_backspace_grpo" in names   # trl's name as before
 
 
 @pytest.mark.slow
@@ -168,13 +179,17 @@ def test_the_gpu_session_script_rehearsed_on_the_cpu_returns_every_file(tmp_path
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = {p.name for p in out.iterdir()}
-    assert files == {"machine.txt", "decode_bench.txt", "decode_bench_host.txt", "decode_bench_reference.txt",
-                     "table.md", "report.md", "countdown4_metrics.json", "session.tar.gz", "session.log"}
+    assert files == {"machine.txt", "decode_bench.txt", "grpo_bench.txt", "table.md", "report.md",
+                     "countdown4_metrics.json", "session.tar.gz", "session.log"}   # 8: what a device call returns
     assert "torch" in (out / "machine.txt").read_text()
-    for name, modes in (("decode_bench.txt", ("model.generate", "visible", "erase")), ("decode_bench_host.txt", ("erase",)),
-                        ("decode_bench_reference.txt", ("visible", "erase"))):
-        text = (out / name).read_text()
-        assert all(f" {mode} " in text and "tok/s" in text for mode in modes), (name, text)
+    decoding = (out / "decode_bench.txt").read_text()
+    parts = decoding.split("--- ")
+    assert len(parts) == 3, decoding                    # on the device; by the host; before/after
+    for part, modes in zip(parts, (("model.generate", "visible", "erase"), ("erase",), ("visible", "erase"))):
+        assert all(f" {mode} " in part for mode in modes) and "tok/s" in part, part
+    assert parts[2].count("decode benchmark:") == 2     # now, and the loops of before
+    grpo = (out / "grpo_bench.txt").read_text()
+    assert all(f"| {g} | " in grpo for g in ("trl", "project", "trl_cb")), grpo   # a row of the table each
     table = (out / "table.md").read_text()
     assert "| c3_direct | SFT | ok |" in table and "| c3_backspace | SFT | ok |" in table, table
     assert 0.0 <= json.loads((out / "countdown4_metrics.json").read_text())["accuracy"] <= 1.0

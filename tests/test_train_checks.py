@@ -73,6 +73,12 @@ BAD = [
     (["grpo.max_completion_length=0"], "grpo.max_completion_length", "got 0", "completions of no tokens"),
     (["grpo.beta=-0.1"], "grpo.beta", "got -0.1", "a negative KL penalty rewards drifting away"),
     (["grpo.n_prompts=0"], "grpo.n_prompts", "got 0", "0 silently meant every prompt"),
+    # who writes GRPO's completions (train/grpo.py)
+    (["grpo.generator=vllm"], "grpo.generator", "got 'vllm'", "an unknown generator: trl or project"),
+    (["grpo.generator=project", "+grpo.top_p=0.9"], "grpo.top_p", "0.9",
+     "the project's decoder samples at grpo.temperature only: top_p would be ignored, silently"),
+    (["grpo.generator=project", "grpo.use_transformers_continuous_batching=true"],
+     "grpo.use_transformers_continuous_batching", "True", "TRL's own generation switch, not the project's"),
     (["eval.max_new_tokens=0"], "eval.max_new_tokens", "got 0", "nothing generated, every answer wrong"),
     (["eval.n_problems=-1"], "eval.n_problems", "got -1", "records[:-1] silently dropped the last problem"),
     (["sft.max_length=0"], "sft.max_length", "got 0", "no room for any token"),

@@ -83,7 +83,10 @@ def check_trainer(group: dict, name: Name) -> None:
 
 
 def check_grpo(g: dict) -> None:
+    from train.grpo import check_generator
+
     check_trainer(g, lambda k: f"grpo.{k}")
+    check_generator(g)  # grpo.generator, and TRL sampling settings that generator=project would ignore
     # GRPO's advantage is a completion's reward against the others of its prompt: one alone has none
     check_int_range("grpo.num_generations", g.get("num_generations"), 2)
     if "max_completion_length" in g:

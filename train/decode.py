@@ -133,6 +133,21 @@ def generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int,
     return [flat[i * k:(i + 1) * k] for i in range(len(prompts))]
 
 
+def sample_ids(model, tokenizer, prompt_ids: list[list[int]], *, temperature: float, max_new_tokens: int,
+               batch_size: int, eos_ids: list[int] | None = None, sync_every: int | None = None) -> list[list[int]]:
+    """One sampled completion per prompt (token ids in, token ids out) by visible decoding:
+    GRPO's ``grpo.generator=project`` (train/grpo.py). Each completion holds the tokens up to
+    and including the first of ``eos_ids`` (default: the tokenizer's EOS), or
+    ``max_new_tokens`` tokens when none came: what TRL keeps of ``model.generate``'s rows. The
+    model is used as it is (no ``eval()``: TRL samples from the training model's mode too)."""
+    rows = [_Row(list(ids)) for ids in prompt_ids]
+    if any(not r.prompt_ids for r in rows):
+        raise ValueError("every prompt needs at least one token")
+    _run_visible(model, tokenizer, rows, batch_size=batch_size, do_sample=True, temperature=temperature,
+                 max_new_tokens=max_new_tokens, sync_every=sync_every, eos_ids=eos_ids)
+    return [r.raw_ids for r in rows]
+
+
 def hf_generate(model, tokenizer, prompts: list[str], *, num_return_sequences: int, do_sample: bool,
              temperature: float, max_new_tokens: int, batch_size: int) -> list[list[tuple[str, int]]]:
     """For each prompt, ``num_return_sequences`` (completion text, completion tokens), by
@@ -532,17 +547,21 @@ def _start(model, pad: int, rows: list[_Row], batch_size: int, max_new_tokens: i
 
 
 def _run_visible(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool, temperature: float,
-                 max_new_tokens: int, sync_every: int | None = None, refill: int | None = None) -> None:
+                 max_new_tokens: int, sync_every: int | None = None, refill: int | None = None,
+                 eos_ids: list[int] | None = None) -> None:
     """Plain decoding of fresh ``rows`` (in place) with the tokens kept on the device: each
     row's tokens go to a device buffer, EOS and the token limit are checked on the device, and
     the host reads the batch only every ``sync_every`` steps, to take out the rows that
     finished and let waiting ones join. A finished row steps on until then with its fed slot
-    dead and its position held (its tokens are dropped), so the stream is model.generate's."""
+    dead and its position held (its tokens are dropped), so the stream is model.generate's.
+    ``eos_ids``: the tokens that end a row (default: the tokenizer's EOS; a checkpoint's
+    generation config may name several, as Qwen's does)."""
     import torch
 
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
     batch, waiting, sync_every, refill = _start(model, pad, rows, batch_size, max_new_tokens, sync_every, refill)
     device = batch.device
+    stop = torch.tensor(sorted(set(eos_ids or [tokenizer.eos_token_id])), device=device)
 
     def make_extra(new):
         n = len(new)
@@ -564,7 +583,7 @@ def _run_visible(model, tokenizer, rows: list[_Row], *, batch_size: int, do_samp
         at = x["count"].clamp(max=max_new_tokens - 1)
         x["out"][rows_, at] = torch.where(was_done, x["out"][rows_, at], chosen)
         x["count"] = x["count"] + (~was_done).long()
-        done = was_done | (chosen == eos) | (x["count"] >= x["budget"])
+        done = was_done | torch.isin(chosen, stop) | (x["count"] >= x["budget"])
         x["done"], x["last"] = done, chosen
         steps += 1
         if steps % sync_every == 0:

@@ -14,7 +14,7 @@ from solvers.config import ConfigError
 
 PROJECT_KEYS = {
     "sft": ("enabled", "mask_erased", "max_minutes", "length_buckets", "outcome_marker"),
-    "grpo": ("enabled", "rewards", "max_minutes", "n_prompts", "task_rewards", "reward_weights"),
+    "grpo": ("enabled", "rewards", "max_minutes", "n_prompts", "task_rewards", "reward_weights", "generator"),
 }
 
 
