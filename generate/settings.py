@@ -188,9 +188,14 @@ def settings(cfg: dict) -> Settings:
     check_int_range("decontaminate_ngram", ngram, 1)
     human = cfg.get("human")
     if human is not None:
+        from generate.human import folder_problem  # lazily, as _folder_digest does
+
+        if not isinstance(human, str):
+            raise ConfigError("human", f"must be the path of a folder of human traces, got {human!r}")
         human = Path(human)
-        if not human.is_dir():
-            raise ConfigError("human", f"no such folder: {human}")
+        problem = folder_problem(human)  # missing, a file, or not listable (permissions): before any work
+        if problem:
+            raise ConfigError("human", problem)
     ratio = cfg.get("human_ratio")
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
         raise ConfigError("human_ratio", f"must be a share from 0 to below 1 (or null), got {ratio!r}")
