@@ -349,14 +349,31 @@ def _json_names(folder: Path) -> list[str]:
         return sorted(e.name for e in entries if e.name.endswith(".json") and not e.name.startswith("."))
 
 
+def folder_problem(folder: Path) -> Optional[str]:
+    """Why ``folder`` cannot be listed as a folder of traces, or None: it is missing, it is
+    a file (or a path runs through one), or the system refuses to list it (no read
+    permission). ``generate human=DIR`` checks this before any work, naming the key."""
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        return f"no such folder: {_display(folder)}"
+    except NotADirectoryError:
+        return f"{_display(folder)} is not a folder (a file, or a path through a file)"
+    except OSError as e:
+        return f"cannot list the folder {_display(folder)}: {e.strerror or e}"
+    return None
+
+
 def read_folder(folder: Path, max_chars: int = 2048,
                 max_bytes: int = MAX_BYTES) -> tuple[list[dict], list[tuple[str, str]]]:
     """(good records in file-name order, [(file name, reason)] for the bad files). Every
     ``*.json`` entry is looked at on its own, whatever it is; a name that is not UTF-8 is
-    reported with ``\\xNN`` escapes."""
+    reported with ``\\xNN`` escapes. A folder that cannot be listed is an OSError saying why."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder}")
+    problem = folder_problem(folder)
+    if problem:
+        raise OSError(problem)
     good, bad = [], []
     for name in _json_names(folder):
         if name.endswith(".timings.json"):  # keystroke timings the recorder writes beside a trace

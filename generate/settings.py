@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any, Optional
 
 from generate import interop, paraphrase
 from generate.splits import HELDOUT_SPLIT
-from generate.write import check_out, package_version
+from generate.write import check_out, dataset_state, package_version
 from solvers import TASKS
 from solvers.config import ConfigError, build, check_choice, check_int_range
 from solvers.trace import STYLES
@@ -188,9 +190,14 @@ def settings(cfg: dict) -> Settings:
     check_int_range("decontaminate_ngram", ngram, 1)
     human = cfg.get("human")
     if human is not None:
+        from generate.human import folder_problem  # lazily, as _folder_digest does
+
+        if not isinstance(human, str):
+            raise ConfigError("human", f"must be the path of a folder of human traces, got {human!r}")
         human = Path(human)
-        if not human.is_dir():
-            raise ConfigError("human", f"no such folder: {human}")
+        problem = folder_problem(human)  # missing, a file, or not listable (permissions): before any work
+        if problem:
+            raise ConfigError("human", problem)
     ratio = cfg.get("human_ratio")
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
         raise ConfigError("human_ratio", f"must be a share from 0 to below 1 (or null), got {ratio!r}")
@@ -211,6 +218,7 @@ def settings(cfg: dict) -> Settings:
                 raise ConfigError(f"split_weights.{split}",
                                   f"must be > 0 when {key} > 0 (it is the {split} split's share of puzzle space)")
         check_fits_in_memory(sizes, cfg["shard_size"])
+        check_fits_on_disk(sizes, Path(out), layout)
     return Settings(
         task=name, task_config=task_config, style=cfg["style"], paraphraser=para,
         seed=cfg["seed"], sizes=sizes, out=Path(out), problems=files.get("problems"),
@@ -263,6 +271,49 @@ def check_fits_in_memory(sizes: dict, shard_size: int) -> None:
                           f"for into {chunks} chunks; their plan and the records' bookkeeping need about "
                           f"{need / 2**30:.1f} GiB, more than half of this machine's {memory / 2**30:.1f} GiB; "
                           f"raise shard_size")
+
+
+# The shortest line a record can be written as: its fields with the shortest values (a
+# 3-number Countdown record is 480 to 1,321 bytes, median 570). A run writes each kept record
+# twice (its chunk line in OUT/.work, with bookkeeping, then its shard line) and each rejected
+# or repeated item once at most, so at least this per item asked for while at least half the
+# items give a kept record: a floor, so that a run that fits is not refused.
+MIN_RECORD_BYTES = len(json.dumps({
+    "Question": "", "Answer": 0, "Reasoning": "Answer: 0", "id": "t/val/0/0", "task": "t", "split": "val",
+    "style": "direct", "source": "synthetic", "puzzle": {},
+    "stats": {"steps": 0, "abandoned_steps": 0, "backspaces": 0, "characters": 0, "slips": 0}})) + 1
+
+
+def free_bytes(path: Path) -> Optional[int]:
+    """Free bytes on the file system ``path`` will be on (its nearest existing folder), or
+    None where the system does not say."""
+    where = path.resolve()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        return shutil.disk_usage(where).free
+    except OSError:
+        return None
+
+
+def check_fits_on_disk(sizes: dict, out: Path, layout: str = "seed") -> None:
+    """Refuse, naming ``out``, a run whose records cannot fit in the free space of ``out``'s
+    file system, before any work (without it a full disk stops a run partway, in an OSError
+    from whichever write finds it full). The need is ``MIN_RECORD_BYTES`` an item, less what
+    a resumed run's chunks already hold. Not checked: a finished dataset (its run writes
+    nothing), the other layouts (rows of their own shape), and problems= or traces= runs
+    (their size is not known yet)."""
+    free = free_bytes(out)
+    if free is None or layout != "seed" or dataset_state(out) == "finished":
+        return
+    records = sum(sizes.values())
+    written = sum(p.stat().st_size for p in (out / ".work").rglob("chunk-*.jsonl") if p.is_file())
+    need = MIN_RECORD_BYTES * records - written
+    if need > free:
+        raise ConfigError("out", f"{out} is on a file system with {free / 2**20:,.0f} MiB free; the {records:,} "
+                          f"records asked for need at least {need / 2**20:,.0f} MiB more ({MIN_RECORD_BYTES} bytes "
+                          f"each at the least; a run writes each record twice, in a chunk in {out / '.work'} and in "
+                          f"a shard); free some space or give out= a folder on another file system")
 
 
 def hydra_output() -> Optional[Path]:

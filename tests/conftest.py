@@ -36,12 +36,15 @@ def gen_cfg():
 
 
 def run_cli(*args, cwd=None):
-    """python -m generate in a scratch directory, so Hydra's outputs/ lands there."""
+    """python -m generate in a scratch directory, so Hydra's outputs/ lands there, with this
+    checkout's code (PYTHONPATH): from a scratch folder the editable install would import the
+    checkout it was installed from, another worktree's."""
     import subprocess
     import tempfile
     with tempfile.TemporaryDirectory() as scratch:
         return subprocess.run([sys.executable, "-m", "generate", *args], cwd=cwd or scratch,
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 @pytest.fixture

@@ -333,8 +333,70 @@ def test_a_size_too_large_for_memory_is_refused_before_anything_is_written(tmp_p
 ])
 def test_a_size_that_fits_is_accepted(tmp_path, gen_cfg, monkeypatch, n, shard_size):
     monkeypatch.setattr("generate.settings.memory_bytes", lambda: 8 * GiB)
+    fake_disk(monkeypatch, 2**50)  # the memory check alone: whatever this machine's disk holds
     s = pipeline.settings(gen_cfg(tmp_path / "ok", n=n, shard_size=shard_size))
     assert s.sizes["train"] == n
+
+
+def fake_disk(monkeypatch, free: int) -> list:
+    """shutil.disk_usage with ``free`` bytes free; returns the list of paths it was asked about."""
+    import shutil
+    from collections import namedtuple
+    usage, asked = namedtuple("usage", "total used free"), []
+
+    def disk_usage(path):
+        asked.append(Path(path))
+        return usage(10 * free + 1, 9 * free + 1, free)
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    return asked
+
+
+def test_a_run_that_cannot_fit_on_disk_is_refused_naming_out_before_anything_is_written(tmp_path, gen_cfg,
+                                                                                       monkeypatch):
+    from generate.settings import MIN_RECORD_BYTES
+    out = tmp_path / "new" / "data"    # not there yet: its file system is that of the nearest folder that is
+    need = MIN_RECORD_BYTES * (10**6 + 2000)  # every record at its shortest, counted once
+    asked = fake_disk(monkeypatch, need - 1)
+    with pytest.raises(ConfigError) as e:
+        pipeline.settings(gen_cfg(out, n=10**6, n_val=1000, n_test=1000))
+    assert e.value.key == "out" and str(e.value).startswith(f"out: {out} is on a file system with ")
+    assert "1,002,000 records asked for" in str(e.value)
+    assert asked == [tmp_path.resolve()] and not (tmp_path / "new").exists()
+    fake_disk(monkeypatch, need)
+    pipeline.settings(gen_cfg(out, n=10**6, n_val=1000, n_test=1000))   # exactly enough: accepted
+
+
+def test_the_disk_floor_is_below_every_record_written(tmp_path, gen_cfg):
+    """MIN_RECORD_BYTES is a floor: direct traces of 3-number Countdown, the shortest records
+    the default task writes, are all longer, and the run writes each twice (chunk, shard)."""
+    from generate.settings import MIN_RECORD_BYTES
+    out, _ = pipeline.run(gen_cfg(tmp_path / "d", n=40, n_val=0, n_test=0, style="direct"))
+    lengths = [len(line) + 1 for line in (out / "train" / "shard-00000.jsonl").read_bytes().splitlines()]
+    assert len(lengths) == 40 and min(lengths) > MIN_RECORD_BYTES, (min(lengths), MIN_RECORD_BYTES)
+
+
+def test_a_resumed_run_needs_only_what_its_chunks_do_not_hold_and_a_finished_one_nothing(tmp_path, gen_cfg,
+                                                                                           monkeypatch):
+    from generate.settings import MIN_RECORD_BYTES
+    cfg = gen_cfg(tmp_path / "r", n=200, n_val=0, n_test=0, shard_size=100)
+
+    def stop(split, start):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pipeline.run(cfg, on_chunk=stop)
+    out = Path(cfg["out"])
+    written = sum(p.stat().st_size for p in (out / ".work").rglob("chunk-*.jsonl"))
+    assert written > 0
+    fake_disk(monkeypatch, MIN_RECORD_BYTES * 200 - written)
+    pipeline.settings(cfg)
+    fake_disk(monkeypatch, MIN_RECORD_BYTES * 200 - written - 1)
+    with pytest.raises(ConfigError, match="out: .* MiB free"):
+        pipeline.settings(cfg)
+    monkeypatch.undo()
+    pipeline.run(cfg)
+    fake_disk(monkeypatch, 0)
+    assert pipeline.run(cfg)[0] == out    # finished: nothing to write, so no free space needed
 
 
 # ----------------------------------------------------------------------------- problems files

@@ -125,6 +125,65 @@ def test_bad_human_options_name_the_key(gen_cfg, tmp_path, folder):
         pipeline.Generator(pipeline.settings(gen_cfg(tmp_path / "o2", human=str(empty))))
 
 
+def test_a_human_folder_that_cannot_be_listed_is_refused_naming_the_key_and_folder(gen_cfg, tmp_path):
+    """human=DIR where DIR is a file, or a path through one: a ConfigError, not a traceback
+    (it said "no such folder", of a file that is there)."""
+    from solvers.config import ConfigError
+    a_file = tmp_path / "traces.json"
+    a_file.write_text(json.dumps(GOOD))
+    for where in (a_file, a_file / "inner"):
+        with pytest.raises(ConfigError) as e:
+            pipeline.settings(gen_cfg(tmp_path / "o", human=str(where)))
+        assert e.value.key == "human" and f"{where} is not a folder" in str(e.value), str(e.value)
+    with pytest.raises(ConfigError, match="human: must be the path of a folder of human traces, got 5"):
+        pipeline.settings(gen_cfg(tmp_path / "o", human=5))
+    assert not (tmp_path / "o").exists()
+
+
+def refuse_to_list(monkeypatch, folder):
+    """os.scandir of ``folder`` fails as it does for a user without read permission (root
+    lists any folder, so chmod alone cannot show this where the tests run as root)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.abspath(path) == os.path.abspath(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.mark.parametrize("how", ["mocked", "chmod"])
+def test_a_human_folder_without_read_permission_is_refused_naming_the_key_and_folder(gen_cfg, folder, tmp_path,
+                                                                                     monkeypatch, how):
+    """Before: settings saw a folder, and the run's fingerprint died in os.scandir with a
+    PermissionError traceback."""
+    from solvers.config import ConfigError
+    if how == "chmod" and os.geteuid() == 0:
+        pytest.skip("root lists a folder whatever its permissions")
+    if how == "mocked":
+        refuse_to_list(monkeypatch, folder)
+    else:
+        folder.chmod(0o000)
+    try:
+        with pytest.raises(ConfigError) as e:
+            pipeline.settings(gen_cfg(tmp_path / "o", human=str(folder)))
+    finally:
+        folder.chmod(0o755)
+    assert e.value.key == "human" and str(e.value) == f"human: cannot list the folder {folder}: Permission denied"
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_a_human_file_without_a_traceback(tmp_path, cli):
+    a_file = tmp_path / "traces.json"
+    a_file.write_text(json.dumps(GOOD))
+    r = cli("n=5", "n_val=0", "n_test=0", f"out={tmp_path / 'out'}", f"human={a_file}", "progress=false",
+            "workers=1", cwd=tmp_path)
+    assert r.returncode == 2 and f"error: human: {a_file} is not a folder" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+    r = subprocess.run([sys.executable, "-m", "generate.human", str(a_file)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == f"error: {a_file} is not a folder (a file, or a path through a file)\n"
+
+
 def test_known_answer():
     assert known_answer({"Answer": 12}, "12") and known_answer({"Answer": 12}, 12)
     assert not known_answer({"Answer": 12}, "12.0") and not known_answer({"Answer": 12}, "x" * 100)

@@ -84,6 +84,23 @@ BAD = [
     (["sft.max_length=0"], "sft.max_length", "got 0", "no room for any token"),
     (["sft.max_minutes=0"], "sft.max_minutes", "got 0", "0 silently meant no time limit"),
     (["sft.length_buckets=-1"], "sft.length_buckets", "got -1", "null turns bucketing off; negatives are nonsense"),
+    # the run's length and warm-up (transformers: max_steps -1 hands the length to num_train_epochs)
+    (["sft.max_steps=0"], "sft.max_steps", "got 0", "ran one step at learning rate 0, without a word"),
+    (["sft.max_steps=-5"], "sft.max_steps", "got -5", "silently meant -1; a typo, most likely"),
+    (["sft.max_steps=2.5"], "sft.max_steps", "got 2.5", "a step count is whole"),
+    (["sft.max_steps=ten"], "sft.max_steps", "got 'ten'", "not a number"),
+    (["grpo.max_steps=0"], "grpo.max_steps", "got 0", "after SFT had trained and saved"),
+    (["sft.max_steps=-1", "sft.num_train_epochs=0"], "sft.num_train_epochs", "got 0",
+     "epochs set the length when max_steps is -1: 0 trains nothing"),
+    (["sft.num_train_epochs=-1"], "sft.num_train_epochs", "got -1", "negative, even where max_steps rules"),
+    (["sft.num_train_epochs=one"], "sft.num_train_epochs", "got 'one'", "not a number"),
+    (["+grpo.num_train_epochs=nan"], "grpo.num_train_epochs", "nan", "nan is no number of epochs"),
+    (["sft.warmup_steps=-10"], "sft.warmup_steps", "got -10", "a ValueError from TrainingArguments naming no group"),
+    (["sft.warmup_steps=2.5"], "sft.warmup_steps", "got 2.5", "above 1 it counts steps: int() dropped the half"),
+    (["+grpo.warmup_steps=true"], "grpo.warmup_steps", "got True", "a bool is not a count"),
+    ([IMPROVE, "improve.sft.max_steps=0"], "improve.sft.max_steps", "got 0", "the retraining's own length"),
+    ([IMPROVE, "improve.sft.num_train_epochs=0"], "improve.sft.num_train_epochs", "got 0",
+     "improve retrains for epochs (max_steps -1)"),
 ]
 
 
@@ -146,6 +163,9 @@ GOOD = [args for p in sorted((ROOT / "conf" / "experiment").glob("*.yaml")) for 
     ["experiment=smoke", "improve.enabled=true", "sft.enabled=false", "sft.learning_rate=-1"],  # improve.sft's rate
     ["model=hf", "model.path=/nowhere", "tokenizer=checkpoint"],  # no sizes to check (the path is checked later)
     ["experiment=smoke", "model.num_key_value_heads=1"],         # grouped-query attention: 2 heads over 1
+    ["experiment=smoke", "sft.max_steps=-1", "sft.num_train_epochs=0.5"],  # half an epoch, by epochs
+    ["experiment=smoke", "sft.num_train_epochs=0"],              # epochs do not count while max_steps > 0
+    ["experiment=smoke", "sft.warmup_steps=0.1", "+grpo.warmup_steps=3.0"],  # a share; a whole float
 ]
 
 

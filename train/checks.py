@@ -80,6 +80,31 @@ def check_trainer(group: dict, name: Name) -> None:
         optional_int(name("max_length"), group["max_length"], 1, "no truncation")
     if "length_buckets" in group:
         optional_int(name("length_buckets"), group["length_buckets"], 1, "off")
+    check_duration(group, name)
+
+
+def check_duration(group: dict, name: Name) -> None:
+    """``max_steps``, ``num_train_epochs`` and ``warmup_steps`` as transformers reads them:
+    max_steps > 0 is the run's length and -1 hands it to num_train_epochs (any max_steps < 0
+    does; 0 runs one step at learning rate 0), so only -1 is taken; epochs may be a fraction;
+    warmup_steps is a whole number of steps, or below 1 a share of the run's steps."""
+    steps = group.get("max_steps", -1)
+    if "max_steps" in group and (type(steps) is not int or not (steps >= 1 or steps == -1)):
+        raise ConfigError(name("max_steps"), f"must be an integer >= 1, or -1 (train for {name('num_train_epochs')} "
+                          f"epochs), got {steps!r}")
+    if "num_train_epochs" in group:
+        epochs = group["num_train_epochs"]
+        if type(epochs) not in (int, float) or not math.isfinite(epochs) or epochs < 0:
+            raise ConfigError(name("num_train_epochs"), f"must be a number >= 0, got {epochs!r}")
+        if steps == -1 and epochs == 0:
+            raise ConfigError(name("num_train_epochs"), f"must be > 0 when {name('max_steps')} is -1 (the epochs "
+                              f"then set the run's length: 0 trains nothing), got {epochs!r}")
+    if "warmup_steps" in group:
+        warmup = group["warmup_steps"]
+        if (type(warmup) not in (int, float) or not math.isfinite(warmup) or warmup < 0
+                or (warmup >= 1 and warmup != int(warmup))):
+            raise ConfigError(name("warmup_steps"), f"must be a whole number of steps >= 0, or a share from 0 to "
+                              f"below 1 of the run's steps, got {warmup!r}")
 
 
 def check_grpo(g: dict) -> None:

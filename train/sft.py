@@ -7,6 +7,7 @@ wrong step): TRL turns our ``completion_mask`` into labels.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -73,6 +74,109 @@ class WallClockLimit(TrainerCallback):
         return control
 
 
+# The lines of TRL 1.16's SFTTrainer.compute_loss that ``quiet_loss`` repeats, verbatim:
+# tests/test_sft.py fails if TRL's method no longer contains each of them.
+TRL_LOSS_LINES = (
+    'inputs["use_cache"] = False',
+    "outputs = model(**inputs, fused_lm_head=True)",
+    "per_token_loss = -outputs.log_probs  # zero on ignored positions",
+    'if self.args.loss_type == "dft":',
+    "per_token_loss = per_token_loss * outputs.log_probs.exp().detach()",
+    "num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch",
+    "loss = per_token_loss.sum() / torch.as_tensor(num_tokens).clamp(min=1)",
+    "if self.args.average_tokens_across_devices and num_items_in_batch is not None:",
+    "loss = loss * (self.accelerator.num_processes // self.get_tp_size())",
+    'num_tokens_in_batch = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()',
+    "self._total_train_tokens += num_tokens_in_batch // self._tp_size",
+    'self._metrics[mode]["num_tokens"] = [self._total_train_tokens]',
+)
+
+
+@functools.cache
+def trainer_class():
+    """TRL's SFTTrainer, with its per-step metrics computed only on the steps that log.
+
+    TRL 1.16 appends the entropy and mean token accuracy of every micro-batch to a list and
+    averages the list when it logs; each append is a ``num_valid > 0`` test and an
+    ``.item()``, and the ``num_tokens`` count is one more ``.item()``: five host syncs a
+    micro-batch, each a stall on a GPU, on all the steps that log nothing (249 of every 250
+    with sft.logging_steps 250). Here a micro-batch of a step that will not log takes ``quiet_loss``: TRL's loss,
+    the same lines in the same order (``TRL_LOSS_LINES``), no metrics, and the token count
+    summed on the device until the next logging step. A step that logs, an evaluation, and
+    any path TRL handles that ``quiet_loss`` does not (a custom loss, label smoothing, MoE
+    auxiliary loss, sequence parallelism, padding-free rows) run TRL's own compute_loss.
+
+    What changes in the logs: ``entropy`` and ``mean_token_accuracy`` are those of the
+    logging step's micro-batches, not the mean over every step since the last log, and the
+    end-of-training summary no longer carries the trailing steps' mean of them. ``loss``
+    (the Trainer's, averaged on the device) and ``num_tokens`` are as TRL logs them.
+    """
+    import torch
+    from transformers.trainer_utils import IntervalStrategy
+    from trl import SFTTrainer
+
+    class Trainer(SFTTrainer):
+        length_buckets: tuple | None = None  # (lengths, batch size, bucket_batches, seed): sft.length_buckets
+        _pending_tokens = None               # tokens of the quiet micro-batches, a device tensor, not yet counted
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.length_buckets is None:
+                return super()._get_train_sampler(train_dataset)
+            return LengthBuckets(*self.length_buckets)
+
+        def logs_this_step(self) -> bool:
+            """Whether the optimizer step being computed will log: DefaultFlowCallback's rule,
+            asked before the step (global_step counts the steps done). With
+            logging_strategy=epoch the end of an epoch is not known here, so every step computes."""
+            step, args = self.state.global_step + 1, self.args
+            if step == 1 and args.logging_first_step:
+                return True
+            if args.logging_strategy == IntervalStrategy.STEPS:
+                return step % self.state.logging_steps == 0
+            return args.logging_strategy == IntervalStrategy.EPOCH
+
+        def quiet(self, inputs, return_outputs: bool) -> bool:
+            parallel = getattr(self.accelerator, "parallelism_config", None)
+            return (self.model.training and not return_outputs and not self.logs_this_step()
+                    and self.compute_loss_func is None and self.label_smoother is None
+                    and not self.aux_loss_enabled and "attention_mask" in inputs
+                    and not (parallel is not None and getattr(parallel, "sp_enabled", False)))
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self.quiet(inputs, return_outputs):
+                self.count_pending_tokens()  # TRL's num_tokens then counts the quiet steps too
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return self.quiet_loss(model, inputs, num_items_in_batch)
+
+        def quiet_loss(self, model, inputs, num_items_in_batch=None):
+            """TRL's default loss (``TRL_LOSS_LINES``), without its metrics and host syncs."""
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)
+            per_token_loss = -outputs.log_probs  # zero on ignored positions
+            if self.args.loss_type == "dft":
+                per_token_loss = per_token_loss * outputs.log_probs.exp().detach()
+            num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = per_token_loss.sum() / torch.as_tensor(num_tokens).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum() // self._tp_size
+            self._pending_tokens = tokens if self._pending_tokens is None else self._pending_tokens + tokens
+            return loss
+
+        def count_pending_tokens(self) -> None:
+            """Add the quiet steps' tokens to TRL's count: one ``.item()`` per logging step."""
+            if self._pending_tokens is not None:
+                self._total_train_tokens += int(self._pending_tokens.item())
+                self._pending_tokens = None
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+
+        def log(self, logs, start_time=None):
+            self.count_pending_tokens()  # the end-of-training summary, after quiet steps
+            super().log(logs, start_time)
+
+    return Trainer
+
+
 def outcome_variants(record: dict) -> list[tuple[dict, str]]:
     """``sft.outcome_marker``: the record after ``<success>``, and its failed chain
     (``train.data.failed_chain``: the same work, a wrong final answer) after ``<failure>``."""
@@ -95,7 +199,6 @@ def examples(records: list[dict], tokenizer, mask_erased: bool, max_length: int 
 
 def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path, peft_config=None):
     from datasets import Dataset
-    from trl import SFTTrainer
 
     marked = bool(cfg["sft"].get("outcome_marker"))
     rows, dropped = examples(records, tokenizer, cfg["sft"]["mask_erased"], args.max_length, marked,
@@ -108,16 +211,13 @@ def train(model, tokenizer, records: list[dict], cfg: dict, args, out_dir: Path,
     callbacks = [WallClockLimit(cfg["sft"]["max_minutes"])] if cfg["sft"].get("max_minutes") else []
     bucket_batches = cfg["sft"].get("length_buckets")
 
-    class Trainer(SFTTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            if not bucket_batches:
-                return super()._get_train_sampler(train_dataset)
-            return LengthBuckets([len(r["input_ids"]) for r in rows],
-                                 args.per_device_train_batch_size * args.gradient_accumulation_steps,
-                                 bucket_batches, args.seed)
-
+    Trainer = trainer_class()
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+                      processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    if bucket_batches:
+        trainer.length_buckets = ([len(r["input_ids"]) for r in rows],
+                                  args.per_device_train_batch_size * args.gradient_accumulation_steps,
+                                  bucket_batches, args.seed)
     expose_lm_head_bias(trainer.model)  # LoRA with tokenizer.add_markers: the new rows train beside the adapters
     t0 = time.perf_counter()
     result = trainer.train()
