@@ -49,8 +49,9 @@ def test_every_task_is_measured_or_says_why_not(capsys, monkeypatch):
                                  "--modes", "generate,visible,erase"], ["model.generate", "visible", "erase"]),
     ("benchmarks.grpo_bench", ["--prompts", "1", "--num-generations", "2", "--max-completion-length", "8",
                                "--steps", "2", "--generators", "trl,project"], ["| trl |", "| project |"]),
+    ("benchmarks.sft_metrics_bench", ["--steps", "2", "--blocks", "1"], ["TRL's compute_loss", "train/sft.py"]),
 ])
-def test_the_decode_and_grpo_benchmarks_print_their_rows(module, args, expect):
+def test_the_decode_grpo_and_sft_benchmarks_print_their_rows(module, args, expect):
     done = subprocess.run([sys.executable, "-W", "ignore", "-m", module, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
