@@ -197,3 +197,18 @@ def test_the_ready_step_mask_gives_model_generates_tokens(tok, attention):
     erasing = llama(tok, 6, {BS: 2.5})
     erasing.set_attn_implementation(attention)
     assert generate(erasing, tok, erase_on_device=True, sync_every=4) == host
+
+
+def test_evaluation_hands_eval_erase_on_device_to_the_decoder(tok, monkeypatch, tmp_path):
+    """``eval.erase_on_device``: null (a GPU decides), true or false reach train.decode."""
+    from train import evaluate
+
+    seen = []
+    monkeypatch.setattr(decode, "generate", lambda *a, **kw: seen.append(kw["erase_on_device"]) or
+                        [[("Answer: 1", 3)] * kw["num_return_sequences"] for _ in a[2]])
+    records = [{"Question": "Q", "Answer": 1, "task": "countdown", "id": "x", "puzzle": {"numbers": [1, 2], "target": 1}}]
+    e = {"n_problems": 1, "num_samples": 0, "k": [], "max_new_tokens": 8, "batch_size": 2, "temperature": 1.0,
+         "decoding": "erase", "split": "test"}
+    for value in (None, True, False):
+        evaluate.evaluate_one(None, tok, records, {**e, "erase_on_device": value}, tmp_path / "s.jsonl")
+    assert seen == [None, True, False]

@@ -43,6 +43,7 @@ BAD = [
     (["eval.k=[0,1]"], "eval.k", "got 0", "reported a pass@0"),
     (["eval.num_samples=0"], "eval.k", "[1, 2]", "k=[1,2] with no samples: every pass@k silently missing"),
     (["eval.num_samples=-1"], "eval.num_samples", "got -1", "a negative sample count"),
+    (["eval.erase_on_device=gpu"], "eval.erase_on_device", "got 'gpu'", "new key: a word where true/false/null go"),
     (["eval.k=[1,two]"], "eval.k", "got 'two'", "not an integer"),
     (["eval.extra_decodings={erase: {k: [4]}}"], "eval.extra_decodings.erase.k", "got 4",
      "an extra pass's own k must fit its samples too"),

@@ -75,6 +75,10 @@ SCORES = ("logprob", "majority")
 def check(eval_cfg: dict) -> None:
     """Refuse a bad ``eval.decoding`` or ``eval.self_backtrack``, naming the key."""
     check_choice("eval.decoding", eval_cfg.get("decoding", "visible"), DECODINGS)
+    if eval_cfg.get("erase_on_device") not in (None, True, False):
+        from solvers.config import ConfigError
+        raise ConfigError("eval.erase_on_device", f"expected true, false or null (on a GPU), "
+                          f"got {eval_cfg['erase_on_device']!r}")
     if eval_cfg.get("decoding") == "self_backtrack":
         sb = eval_cfg.get("self_backtrack") or {}
         check_int_range("eval.self_backtrack.n", sb.get("n"), 1)

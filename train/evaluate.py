@@ -128,7 +128,8 @@ def evaluate_one(model, tokenizer, records: list[dict], e: dict, samples_path: P
     decoding = e.get("decoding", "visible")  # eval.decoding: visible | erase | self_backtrack (train/decode.py)
     decode.check(e)
     gen = dict(max_new_tokens=e["max_new_tokens"], batch_size=e["batch_size"], decoding=decoding,
-               self_backtrack=e.get("self_backtrack"), fence=FORMAT_TAGS[fmt])
+               self_backtrack=e.get("self_backtrack"), fence=FORMAT_TAGS[fmt],
+               erase_on_device=e.get("erase_on_device"))  # eval.erase_on_device (null: on a GPU)
     tool = e.get("tool_loop") or {}
     # eval.tool_loop: when every record's task declares the same TOOL (task=program: programs run in
     # the sandbox and their real output is inserted; train/toolloop.py)
