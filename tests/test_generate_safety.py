@@ -141,17 +141,21 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_refuses_names_it_did_not_make_and_leaves_them(tmp_path, gen_cfg):
-    # An unfinished dataset, then somebody puts a train/ and a README.md into it: the resumed
-    # run must not delete or overwrite them (today's finalise removed train/ and replaced README.md).
-    cfg = gen_cfg(tmp_path / "r", n=200, n_val=0, n_test=0, shard_size=100)
-
+def interrupted_after_one_chunk(cfg) -> Path:
+    """Run ``cfg`` and stop it after its first chunk: an unfinished dataset. Returns its folder."""
     def stop(split, start):
         raise Interrupt
 
     with pytest.raises(Interrupt):
         pipeline.run(cfg, on_chunk=stop)
-    out = Path(cfg["out"])
+    return Path(cfg["out"])
+
+
+def test_resume_refuses_names_it_did_not_make_and_leaves_them(tmp_path, gen_cfg):
+    # An unfinished dataset, then somebody puts a train/ and a README.md into it: the resumed
+    # run must not delete or overwrite them (today's finalise removed train/ and replaced README.md).
+    cfg = gen_cfg(tmp_path / "r", n=200, n_val=0, n_test=0, shard_size=100)
+    out = interrupted_after_one_chunk(cfg)
     somebody_elses(out)
     theirs = {k: v for k, v in tree_bytes(out).items() if not k.startswith(".work")}
     with pytest.raises(ConfigError, match=r"r/train, \S*r/README.md are in the way and not written by this run"):
@@ -379,13 +383,7 @@ def test_a_resumed_run_needs_only_what_its_chunks_do_not_hold_and_a_finished_one
                                                                                            monkeypatch):
     from generate.settings import MIN_RECORD_BYTES
     cfg = gen_cfg(tmp_path / "r", n=200, n_val=0, n_test=0, shard_size=100)
-
-    def stop(split, start):
-        raise Interrupt
-
-    with pytest.raises(Interrupt):
-        pipeline.run(cfg, on_chunk=stop)
-    out = Path(cfg["out"])
+    out = interrupted_after_one_chunk(cfg)
     written = sum(p.stat().st_size for p in (out / ".work").rglob("chunk-*.jsonl"))
     assert written > 0
     fake_disk(monkeypatch, MIN_RECORD_BYTES * 200 - written)
