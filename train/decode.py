@@ -506,9 +506,7 @@ def _run(model, tokenizer, rows: list[_Row], *, batch_size: int, do_sample: bool
             continue      # waiting rows, if any, start a new batch
         live = batch.live
         if any(drops):  # each row's last ``drop`` live slots die: one mask op for the batch, no per-row sync
-            from_right = live.flip(1).long().cumsum(1).flip(1)  # live slots at or after each slot
-            drop = torch.tensor(drops, device=device)[:, None]
-            live = live & (from_right > drop)
+            live = _drop_right(live, torch.tensor(drops, device=device))
             compact = True
         if compact:
             live = _compact(batch.cache, live)
@@ -704,8 +702,7 @@ def _run_erase_device(model, tokenizer, rows: list[_Row], table: dict, *, batch_
         x = batch.extra
         finished = [j for j, d in enumerate(x["done"].tolist()) if d]
         if not finished:
-            if int(batch.live.sum(1).max()) < batch.live.shape[1]:  # erasures left columns no row needs
-                batch.live = _compact(batch.cache, batch.live)
+            batch.live = _compact(batch.cache, batch.live)  # the columns erasures left that no row needs
             return
         t = torch.tensor(finished, device=device)
         small = torch.stack([x["count"][t], x["kcount"][t], x["run_nl"][t], x["stopped"][t].long(),
@@ -784,9 +781,7 @@ def _run_erase_device(model, tokenizer, rows: list[_Row], table: dict, *, batch_
         x["kcount"] = kc_new
         # an erasure kills the erased slots and the last kept one, which is fed again
         drop = torch.where(take & erasing & ~finished, kc - kc_new + 1, 0)
-        live = batch.live
-        from_right = live.flip(1).long().cumsum(1).flip(1)  # live slots at or after each slot
-        live = live & (from_right > drop[:, None])
+        live = _drop_right(batch.live, drop)
         refeed = torch.where(kc_new > 0, kept[at, (kc_new - 1).clamp(min=0)], x["prompt_last"])
         x["feed"] = torch.where(ordinary, chosen, refeed)
         batch.live = live
@@ -801,11 +796,20 @@ def _run_erase_device(model, tokenizer, rows: list[_Row], table: dict, *, batch_
         batch.logits = batch.forward(batch.cache, x["feed"][:, None], batch.live, positions)
 
 
+def _drop_right(live, drop):
+    """``live`` [rows, slots] with each row's last ``drop[row]`` live slots dead."""
+    from_right = live.flip(1).long().cumsum(1).flip(1)  # live slots at or after each slot
+    return live & (from_right > drop[:, None])
+
+
 def _compact(cache, live):
-    """Move each row's live slots to the right end, in order; drop columns no row uses."""
+    """Move each row's live slots to the right end, in order; drop columns no row uses. When
+    some row needs every column there is nothing to drop, and the cache stays as it is."""
     import torch
 
     count = int(live.sum(1).max())
+    if count == live.shape[1]:
+        return live
     index = torch.argsort(live.to(torch.uint8), dim=1, stable=True)[:, live.shape[1] - count:]
     for layer in cache.layers:
         b, h, _, d = layer.keys.shape
