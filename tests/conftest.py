@@ -62,3 +62,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Counts, per method, the calls that copy a tensor's values to the host (each a
+    synchronisation on a GPU): ``tolist``, ``item``, ``bool()``, ``int()``, ``float()``."""
+    import torch
+
+    counts = dict.fromkeys(("tolist", "item", "__bool__", "__int__", "__float__"), 0)
+    for name in counts:
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *a, _name=name, _original=original, **kw):
+            counts[_name] += 1
+            return _original(self, *a, **kw)
+        monkeypatch.setattr(torch.Tensor, name, read)
+    return counts

@@ -92,29 +92,15 @@ def test_the_quiet_loss_and_its_gradients_are_trls_to_the_bit(tmp_path, loss_typ
     assert len(our_grads) == len(their_grads) > 0 and all(map(torch.equal, our_grads, their_grads))
 
 
-@pytest.fixture
-def syncs(monkeypatch):
-    """Counts ``Tensor.item()`` and ``bool(tensor)`` calls: the host syncs TRL's metrics make."""
-    counts = {"item": 0, "__bool__": 0}
-    for name in counts:
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *a, _name=name, _original=original, **k):
-            counts[_name] += 1
-            return _original(self, *a, **k)
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    return counts
-
-
-def test_a_step_that_does_not_log_makes_no_host_sync_beyond_the_model_forward(tmp_path, syncs):
+def test_a_step_that_does_not_log_makes_no_host_sync_beyond_the_model_forward(tmp_path, host_reads):
     trainer = make_trainer(tmp_path)
     batch = a_batch(trainer)
     n = (batch["labels"] != -100).sum()
 
     def count(call) -> dict:
-        before = dict(syncs)
+        before = dict(host_reads)
         call()
-        return {k: syncs[k] - before[k] for k in syncs}
+        return {k: host_reads[k] - before[k] for k in host_reads}
 
     forward = count(lambda: trainer.model(**dict(batch, use_cache=False), fused_lm_head=True))
     quiet = count(lambda: trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n))
