@@ -187,7 +187,7 @@ def evaluate_one(model, tokenizer, records: list[dict], e: dict, samples_path: P
         "num_samples": e["num_samples"],
         "decoding": decoding,
         "outcome_marker": bool(e.get("outcome_marker")),
-        "eval_seconds": round(elapsed, 1),
+        "eval_seconds": round(elapsed, 3),  # to the millisecond: gpu_study divides tokens by it
     }
     if decoding == "self_backtrack":
         metrics["self_backtrack"] = dict(e["self_backtrack"])
